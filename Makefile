@@ -1,0 +1,110 @@
+# llmbook — two commands:
+#   make book   set up everything (Debian fonts + browser, .venv, pip) and build the HTML book
+#   make test   set up everything and run every test (lint, types, unit tests, all chapters
+#               under nbval, the book build and a headless-browser check of the built site)
+# Both are idempotent: set-up steps are skipped when their stamp is newer than their inputs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+APT_PACKAGES := $(shell grep -v '^\#' apt.txt)
+JB_FLAGS := -W -n --keep-going
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help setup book test unit chapters lint typecheck browser bench data manifest notebook execute clean
+
+help:
+	@echo "make book   - install everything and build the HTML book into _build/html"
+	@echo "make test   - install everything and run the whole test suite (what CI runs)"
+	@echo "make bench  - run the benchmarks and write benchmarks/RESULTS.md"
+	@echo "make notebook NB=01_background - regenerate one chapter from chapters/src and execute it"
+	@echo "make execute - regenerate and execute every chapter"
+	@echo "make data   - rebuild the data files from their sources and rewrite the manifest"
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+# Debian packages: CJK fonts (figures and browser) and chromium (browser test).
+$(STAMPS)/apt: apt.txt | $(STAMPS)
+	@echo ">>> [setup] Debian packages: $(APT_PACKAGES)"
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  echo ">>> apt-get install$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo ">>> already installed"; fi
+	@touch $@
+
+$(BIN)/python:
+	@echo ">>> [setup] creating virtual environment $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMPS)/pip: requirements.txt pyproject.toml $(BIN)/python | $(STAMPS)
+	@echo ">>> [setup] pip install -r requirements.txt && pip install -e ."
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+setup: $(STAMPS)/apt $(STAMPS)/pip
+	@echo ">>> [setup] done: $$($(BIN)/python --version), llmbook installed in $(VENV)"
+
+book: setup
+	@echo ">>> [book] jupyter-book build . $(JB_FLAGS)"
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo ">>> [book] open _build/html/index.html"
+
+lint: setup
+	@echo ">>> [lint] ruff check + ruff format --check"
+	$(BIN)/ruff check llmbook tests benchmarks
+	$(BIN)/ruff format --check llmbook tests benchmarks
+
+typecheck: setup
+	@echo ">>> [typecheck] mypy llmbook"
+	$(BIN)/mypy llmbook
+
+unit: setup
+	@echo ">>> [unit] pytest tests (all but the browser test)"
+	$(BIN)/python -m pytest tests -m "not browser" -q
+
+chapters: setup
+	@echo ">>> [chapters] pytest --nbval-lax chapters/ (every chapter executes; tagged cells must match)"
+	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:randomly chapters -q
+
+browser: setup
+	@echo ">>> [browser] headless chromium over the built book"
+	$(BIN)/python -m pytest tests -m browser -q
+
+test: lint typecheck unit chapters book browser
+	@echo ">>> [test] all checks passed"
+
+bench: setup
+	@echo ">>> [bench] benchmarks/run_all.py -> benchmarks/RESULTS.md"
+	$(BIN)/python benchmarks/run_all.py
+
+# chapters/src/NN_slug.md (MyST text notebook) is the source; chapters/NN_slug.ipynb is
+# generated from it and executed, so that the book shows outputs of the current code.
+notebook: setup
+	@test -n "$(NB)" || { echo "usage: make notebook NB=01_background"; exit 2; }
+	@echo ">>> [notebook] chapters/src/$(NB).md -> chapters/$(NB).ipynb (executed)"
+	$(BIN)/jupytext --quiet --to ipynb --output chapters/$(NB).ipynb chapters/src/$(NB).md
+	$(BIN)/jupyter nbconvert --log-level=WARN --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=900 chapters/$(NB).ipynb
+
+execute: setup
+	@for src in chapters/src/*.md; do $(MAKE) --no-print-directory notebook NB=$$(basename $$src .md); done
+
+data: setup
+	$(BIN)/python data/scripts/build_poetry.py
+	$(BIN)/python data/scripts/build_sentiment_split.py
+	$(MAKE) manifest
+
+manifest:
+	$(PYTHON) data/scripts/make_manifest.py
+
+clean:
+	rm -rf _build $(STAMPS)
