@@ -15,7 +15,7 @@ JB_FLAGS := -W -n --keep-going
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: help setup book test unit chapters lint typecheck browser bench data manifest notebook execute clean
+.PHONY: help setup book test unit chapters lint typecheck browser bench data manifest notebook execute sync-repo-url clean
 
 help:
 	@echo "make book   - install everything and build the HTML book into _build/html"
@@ -50,7 +50,19 @@ $(STAMPS)/pip: requirements.txt pyproject.toml $(BIN)/python | $(STAMPS)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
-setup: $(STAMPS)/apt $(STAMPS)/pip
+# Mermaid's JavaScript, served from the book itself so diagrams render offline.
+MERMAID_VERSION := 11.17.2
+$(STAMPS)/mermaid: | $(STAMPS)
+	@echo ">>> [setup] vendoring mermaid@$(MERMAID_VERSION) into _static/mermaid (npm pack)"
+	@if command -v npm >/dev/null; then \
+	  tmp=$$(mktemp -d); (cd $$tmp && npm pack mermaid@$(MERMAID_VERSION) --silent >/dev/null 2>&1 && tar xzf mermaid-*.tgz); \
+	  rm -rf _static/mermaid && mkdir -p _static/mermaid/chunks && \
+	  cp $$tmp/package/dist/mermaid.esm.min.mjs _static/mermaid/ && \
+	  cp -r $$tmp/package/dist/chunks/mermaid.esm.min _static/mermaid/chunks/ && \
+	  find _static/mermaid -name '*.map' -delete; rm -rf $$tmp; touch $@; \
+	else echo ">>> npm not found: diagrams will need mermaid from the network"; fi
+
+setup: $(STAMPS)/apt $(STAMPS)/pip $(STAMPS)/mermaid
 	@echo ">>> [setup] done: $$($(BIN)/python --version), llmbook installed in $(VENV)"
 
 book: setup
@@ -105,6 +117,10 @@ data: setup
 
 manifest:
 	$(PYTHON) data/scripts/make_manifest.py
+
+# The repository URL lives in _config.yml (repository.url); copy it everywhere else.
+sync-repo-url:
+	$(PYTHON) book/sync_repo_url.py
 
 clean:
 	rm -rf _build $(STAMPS)

@@ -1,4 +1,8 @@
-"""Rewrite data/MANIFEST.sha256 (and its copy in llmbook/resources/) from data/'s files."""
+"""Rewrite data/MANIFEST.sha256 (and its copy in llmbook/resources/) from data/'s files.
+
+Every file under data/ is listed except the manifest itself and the build scripts in
+data/scripts/ (code, not data).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ def main() -> None:
     lines = []
     for path in sorted(p for p in DATA.rglob("*") if p.is_file()):
         rel = path.relative_to(DATA).as_posix()
-        if rel in SKIP or "__pycache__" in rel or rel.endswith(".part"):
+        if rel in SKIP or rel.startswith("scripts/") or "__pycache__" in rel or rel.endswith(".part"):
             continue
         lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {rel}\n")
     text = "".join(lines)

@@ -1,0 +1,130 @@
+"""LoRA: zero-initialised update, merge == unmerged forward, unmerge restores, freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from llmbook.lora import (
+    LoRALinear,
+    apply_lora,
+    lora_parameters,
+    mark_trainable,
+    merge_lora,
+    trainable_share,
+    unmerge_lora,
+)
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"qkv": nn.Linear(16, 48), "proj": nn.Linear(48, 16)}) for _ in range(2)
+        )
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = x + b["proj"](torch.tanh(b["qkv"](x)))
+        return self.head(x)
+
+
+def _randomise_lora(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in lora_parameters(model):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def test_starts_equal_to_base_and_targets_match_by_suffix() -> None:
+    torch.manual_seed(0)
+    net = _Net()
+    x = torch.randn(5, 16)
+    before = net(x)
+    names = apply_lora(net, ["qkv", "proj"], r=2, alpha=4)
+    assert names == ["blocks.0.qkv", "blocks.0.proj", "blocks.1.qkv", "blocks.1.proj"]
+    assert isinstance(net.blocks[0]["qkv"], LoRALinear)
+    assert not isinstance(net.head, LoRALinear)
+    torch.testing.assert_close(net(x), before)  # B = 0 at initialisation
+
+
+def test_merged_output_equals_unmerged_and_unmerge_restores() -> None:
+    torch.manual_seed(0)
+    net = _Net()
+    apply_lora(net, ["qkv", "proj"], r=4, alpha=8)
+    _randomise_lora(net)
+    net.eval()
+    x = torch.randn(7, 16)
+    w0 = net.blocks[1]["qkv"].base.weight.clone()
+    unmerged = net(x)
+    assert merge_lora(net) == 4
+    assert net.blocks[1]["qkv"].merged
+    assert not torch.allclose(net.blocks[1]["qkv"].base.weight, w0)
+    torch.testing.assert_close(net(x), unmerged, rtol=1e-5, atol=1e-5)
+    unmerge_lora(net)
+    torch.testing.assert_close(net.blocks[1]["qkv"].base.weight, w0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(net(x), unmerged, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="not merged"):
+        net.blocks[0]["qkv"].unmerge()
+    merge_lora(net)
+    with pytest.raises(RuntimeError, match="already merged"):
+        net.blocks[0]["qkv"].merge()
+
+
+def test_update_is_scaled_low_rank() -> None:
+    layer = LoRALinear(nn.Linear(10, 6), r=2, alpha=6)
+    _randomise_lora(nn.Sequential(layer))
+    delta = layer.delta_weight()
+    assert delta.shape == (6, 10)
+    assert torch.linalg.matrix_rank(delta) == 2
+    torch.testing.assert_close(delta, 3.0 * layer.lora_B @ layer.lora_A)
+    x = torch.randn(3, 10)
+    torch.testing.assert_close(layer(x), layer.base(x) + x @ delta.T)
+
+
+def test_only_lora_and_marked_parameters_train() -> None:
+    torch.manual_seed(0)
+    net = _Net()
+    apply_lora(net, ["qkv"], r=2)
+    mark_trainable(net, ["head."])
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {
+        "blocks.0.qkv.lora_A",
+        "blocks.0.qkv.lora_B",
+        "blocks.1.qkv.lora_A",
+        "blocks.1.qkv.lora_B",
+        "head.weight",
+        "head.bias",
+    }
+    loss = net(torch.randn(4, 16)).pow(2).sum()
+    loss.backward()
+    assert net.blocks[0]["qkv"].base.weight.grad is None
+    assert net.blocks[0]["proj"].weight.grad is None
+    assert net.blocks[0]["qkv"].lora_B.grad is not None
+    n_train, n_total, share = trainable_share(net)
+    assert n_train == 2 * (2 * 16 + 48 * 2) + 16 * 3 + 3
+    assert share == pytest.approx(n_train / n_total)
+
+
+def test_share_is_small_for_wide_layers() -> None:
+    net = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512))
+    apply_lora(net, ["0", "2"], r=1)
+    assert trainable_share(net)[2] < 0.01
+
+
+def test_errors_name_the_problem() -> None:
+    net = _Net()
+    with pytest.raises(ValueError, match="no nn.Linear module matches"):
+        apply_lora(net, ["c_attn"])
+    with pytest.raises(ValueError, match="positive integer"):
+        LoRALinear(nn.Linear(4, 4), r=0)
+    with pytest.raises(ValueError, match="exceeds"):
+        LoRALinear(nn.Linear(4, 4), r=5)
+    with pytest.raises(TypeError, match="wraps nn.Linear"):
+        LoRALinear(nn.Conv1d(2, 2, 1), r=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no LoRALinear"):
+        merge_lora(_Net())
+    with pytest.raises(ValueError, match="no parameter name starts with"):
+        mark_trainable(net, ["classifier"])
