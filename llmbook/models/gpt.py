@@ -64,9 +64,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(
-                f"unknown GPTConfig key(s) {unknown}; valid keys are {sorted(known)}"
-            )
+            raise ValueError(f"unknown GPTConfig key(s) {unknown}; valid keys are {sorted(known)}")
         return cls(**d)
 
 
