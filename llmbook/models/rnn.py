@@ -49,7 +49,12 @@ State = Tensor | tuple[Tensor, Tensor]
 
 
 def rnn_cell(
-    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
     nonlinearity: str = "tanh",
 ) -> Tensor:
     """One RNN step :math:`h_t = f(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
@@ -65,8 +70,12 @@ def rnn_cell(
 
 
 def lstm_cell(
-    x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor,
-    b_ih: Tensor | None, b_hh: Tensor | None,
+    x: Tensor,
+    state: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the gate equations (module docstring); returns ``(h_t, c_t)``.
 
@@ -150,8 +159,12 @@ class Recurrent(nn.Module):
     """
 
     def __init__(
-        self, mode: Literal["rnn", "lstm"], input_size: int, hidden_size: int,
-        num_layers: int = 1, dropout: float = 0.0,
+        self,
+        mode: Literal["rnn", "lstm"],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if mode not in ("rnn", "lstm"):
@@ -269,11 +282,13 @@ class RNNLM(nn.Module):
         if c.impl == "formula":
             self.rnn = Recurrent(c.cell, c.n_embd, c.hidden_size, c.num_layers, dropout)
         elif c.cell == "lstm":
-            self.rnn = nn.LSTM(c.n_embd, c.hidden_size, c.num_layers, batch_first=True,
-                               dropout=dropout)
+            self.rnn = nn.LSTM(
+                c.n_embd, c.hidden_size, c.num_layers, batch_first=True, dropout=dropout
+            )
         else:
-            self.rnn = nn.RNN(c.n_embd, c.hidden_size, c.num_layers, batch_first=True,
-                              dropout=dropout)
+            self.rnn = nn.RNN(
+                c.n_embd, c.hidden_size, c.num_layers, batch_first=True, dropout=dropout
+            )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
         nn.init.normal_(self.embed.weight, std=0.1)
