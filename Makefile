@@ -89,7 +89,7 @@ chapters: setup
 
 browser: setup
 	@echo ">>> [browser] headless chromium over the built book"
-	$(BIN)/python -m pytest tests -m browser -q
+	LLMBOOK_BROWSER_TESTS=1 $(BIN)/python -m pytest tests -m browser -q
 
 test: lint typecheck unit chapters book browser
 	@echo ">>> [test] all checks passed"
