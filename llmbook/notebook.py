@@ -24,8 +24,14 @@ def setup_notebook(seed: int = 0) -> None:
 
     from llmbook.plot import setup_chinese_font
 
-    matplotlib.rcParams.update({"figure.figsize": (6.4, 3.6), "figure.dpi": 100,
-                                "savefig.dpi": 100, "svg.hashsalt": "llmbook"})
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (6.4, 3.6),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "svg.hashsalt": "llmbook",
+        }
+    )
     setup_chinese_font()
     try:
         import jieba

@@ -28,15 +28,32 @@ FONT_HINT = (
 
 # File-name patterns of common CJK fonts, most preferred first.
 _PATTERNS = [
-    "NotoSansCJK*-Regular.tt[fc]", "NotoSansCJK*Regular.otf", "NotoSansSC-Regular.*",
-    "SourceHanSans*-Regular.*", "NotoSansCJK*.ttc", "wqy-microhei.ttc", "wqy-zenhei.ttc",
-    "msyh.ttc", "msyh.ttf", "simhei.ttf", "simsun.ttc", "PingFang.ttc", "STHeiti*.ttc",
-    "Hiragino Sans GB*.ttc", "Arial Unicode.ttf", "DroidSansFallback*.ttf",
+    "NotoSansCJK*-Regular.tt[fc]",
+    "NotoSansCJK*Regular.otf",
+    "NotoSansSC-Regular.*",
+    "SourceHanSans*-Regular.*",
+    "NotoSansCJK*.ttc",
+    "wqy-microhei.ttc",
+    "wqy-zenhei.ttc",
+    "msyh.ttc",
+    "msyh.ttf",
+    "simhei.ttf",
+    "simsun.ttc",
+    "PingFang.ttc",
+    "STHeiti*.ttc",
+    "Hiragino Sans GB*.ttc",
+    "Arial Unicode.ttf",
+    "DroidSansFallback*.ttf",
 ]
 
 _SEARCH_DIRS = [
-    "/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
-    "/System/Library/Fonts", "/Library/Fonts", "~/Library/Fonts",
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.local/share/fonts",
+    "~/.fonts",
+    "/System/Library/Fonts",
+    "/Library/Fonts",
+    "~/Library/Fonts",
     "C:/Windows/Fonts",
 ]
 

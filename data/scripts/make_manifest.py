@@ -17,7 +17,12 @@ def main() -> None:
     lines = []
     for path in sorted(p for p in DATA.rglob("*") if p.is_file()):
         rel = path.relative_to(DATA).as_posix()
-        if rel in SKIP or rel.startswith("scripts/") or "__pycache__" in rel or rel.endswith(".part"):
+        if (
+            rel in SKIP
+            or rel.startswith("scripts/")
+            or "__pycache__" in rel
+            or rel.endswith(".part")
+        ):
             continue
         lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {rel}\n")
     text = "".join(lines)
