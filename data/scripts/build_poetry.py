@@ -12,8 +12,8 @@ The output is deterministic (sorted input files, xz has no timestamp).
 
 from __future__ import annotations
 
-import lzma
 import json
+import lzma
 import subprocess
 import sys
 import tarfile
