@@ -20,9 +20,12 @@ __all__ = ["encode_corpus", "save_ids", "load_ids", "WindowSampler", "id_dtype"]
 
 
 class _Encoder(Protocol):
-    bos_id: int
-    unk_id: int
-    vocab_size: int
+    @property
+    def bos_id(self) -> int: ...
+    @property
+    def unk_id(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]: ...
 

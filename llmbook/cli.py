@@ -1,0 +1,376 @@
+"""``python -m llmbook train|generate|eval``: train a GPT from a TOML config, sample, evaluate.
+
+A config file has four tables (see ``configs/cpu-tiny.toml``)::
+
+    threads = 2                  # optional: torch.set_num_threads
+    [data]    corpus, tokenizer, min_freq, limit
+    [model]   the fields of llmbook.models.gpt.GPTConfig (vocab_size comes from the tokenizer)
+    [train]   the fields of llmbook.train.TrainConfig
+    [export]  dir: where the finished model is exported (weights + tokenizer + model card facts)
+
+Every key is checked: a misspelt key is an error that names it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import torch
+
+__all__ = ["main", "load_config", "RunConfig", "ConfigError", "DEFAULT_CHECKPOINT", "build_corpus"]
+
+DEFAULT_CHECKPOINT = "data/checkpoints/gpt-poetry"
+CORPORA = ("poems",)
+DATA_KEYS = {"corpus", "tokenizer", "min_freq", "limit"}
+TOP_KEYS = {"name", "threads", "data", "model", "train", "export"}
+EXPORT_KEYS = {"dir"}
+
+
+class ConfigError(ValueError):
+    """A config file is missing, unreadable or has a bad key or value."""
+
+
+class RunConfig:
+    """A parsed config file: ``data``, ``model`` (dict), ``train`` (TrainConfig), ``export``."""
+
+    def __init__(self, raw: dict[str, Any], source: str = "<dict>") -> None:
+        from llmbook.models.gpt import GPTConfig
+        from llmbook.train import TrainConfig
+
+        self.source = source
+        unknown = sorted(set(raw) - TOP_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown top-level key(s) {unknown}; allowed: {sorted(TOP_KEYS)}"
+            )
+        self.name = str(raw.get("name", Path(source).stem))
+        self.threads = raw.get("threads")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"{source}: threads must be a positive int, got {self.threads!r}")
+        self.data = dict(raw.get("data", {}))
+        self._check(self.data, DATA_KEYS, "data")
+        self.data.setdefault("corpus", "poems")
+        self.data.setdefault("tokenizer", "char")
+        self.data.setdefault("min_freq", 1)
+        if self.data["corpus"] not in CORPORA:
+            raise ConfigError(
+                f"{source}: [data] corpus must be one of {CORPORA}, got {self.data['corpus']!r}"
+            )
+        if self.data["tokenizer"] != "char":
+            raise ConfigError(
+                f"{source}: [data] tokenizer must be 'char' (the poem GPT is character-level)"
+            )
+        self.model = dict(raw.get("model", {}))
+        model_keys = {f.name for f in fields(GPTConfig)} - {"vocab_size"}
+        self._check(self.model, model_keys, "model")
+        train_keys = {f.name for f in fields(TrainConfig)}
+        train_raw = dict(raw.get("train", {}))
+        self._check(train_raw, train_keys, "train")
+        try:
+            self.train = TrainConfig(**train_raw)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: [train] {e}") from e
+        self.export = dict(raw.get("export", {}))
+        self._check(self.export, EXPORT_KEYS, "export")
+        self.raw = raw
+
+    def _check(self, table: dict[str, Any], allowed: set[str], name: str) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self.source}: [{name}] must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{self.source}: unknown key(s) {unknown} in [{name}]; allowed keys: {sorted(allowed)}"
+            )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config; ``overrides`` like ``["train.max_steps=10"]`` replace values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found; the repository ships configs/cpu-tiny.toml, "
+            "configs/cpu-small.toml and configs/gpu-small.toml"
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.max_steps=10), got {item!r}")
+        *tables, leaf = key.strip().split(".")
+        node = raw
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[leaf] = _parse_value(value.strip())
+    return RunConfig(raw, str(path))
+
+
+def build_corpus(data: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """Train/valid/test texts of the config's corpus (the book's shared poem split)."""
+    from llmbook.datasets import poem_lm_texts
+
+    limit = data.get("limit")
+    tr, va, te = (poem_lm_texts(s) for s in ("train", "valid", "test"))
+    if limit is not None:
+        tr, va, te = tr[:limit], va[: max(1, limit // 10)], te[: max(1, limit // 10)]
+    return tr, va, te
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from llmbook.checkpoint import save_checkpoint
+    from llmbook.distributed import cleanup_distributed, setup_distributed
+    from llmbook.evaluate import bits_per_char
+    from llmbook.lmdata import encode_corpus, load_ids, save_ids
+    from llmbook.models.gpt import GPT, GPTConfig
+    from llmbook.tokenizers import CharTokenizer
+
+    rc = load_config(args.config, args.set)
+    if args.resume:
+        rc.train.resume = True
+    if args.out_dir:
+        rc.train.out_dir = args.out_dir
+    if rc.train.resume and rc.train.out_dir is None:
+        raise ConfigError("--resume needs [train] out_dir (or --out-dir): where the checkpoint is")
+    threads = args.threads or rc.threads
+    if threads:
+        torch.set_num_threads(threads)
+    info = setup_distributed()
+    t0 = time.perf_counter()
+    train_texts, valid_texts, test_texts = build_corpus(rc.data)
+    tok: Any = CharTokenizer.fit([t + "\n" for t in train_texts], min_freq=rc.data["min_freq"])
+    train_ids = encode_corpus(train_texts, tok)
+    valid_ids = encode_corpus(valid_texts, tok)
+    if rc.train.out_dir:  # memory-mapped id arrays, as a long run on a big corpus would use
+        out = Path(rc.train.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        train_ids = load_ids(save_ids(out / "train_ids.npy", train_ids))
+        valid_ids = load_ids(save_ids(out / "valid_ids.npy", valid_ids))
+    mcfg = GPTConfig(vocab_size=tok.vocab_size, **rc.model)
+    if rc.train.block_size > mcfg.block_size:
+        raise ConfigError(
+            f"{rc.source}: [train] block_size {rc.train.block_size} > [model] block_size {mcfg.block_size}"
+        )
+    model = GPT(mcfg)
+    if info.is_main:
+        print(
+            f"[{rc.name}] {model.num_parameters():,} parameters, vocabulary {tok.vocab_size}, "
+            f"{len(train_ids):,} training tokens, {rc.train.max_steps} steps × "
+            f"{rc.train.tokens_per_step:,} tokens",
+            flush=True,
+        )
+    from llmbook.train import train
+
+    def log(rec: dict[str, Any]) -> None:
+        if info.is_main and rec["val_loss"] is not None and not rc.train.progress:
+            print(
+                f"step {rec['step']:>6}  train {rec['train_loss']:.4f}  val {rec['val_loss']:.4f}  "
+                f"lr {rec['lr']:.2e}  {rec['tokens_per_s']:.0f} tok/s  {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+
+    result = train(
+        model,
+        train_ids,
+        valid_ids,
+        rc.train,
+        tokenizer=tok,
+        extra={"config_name": rc.name},
+        callback=log,
+    )
+    wall = time.perf_counter() - t0
+    if info.is_main:
+        with torch.no_grad():
+            vb = bits_per_char(result.model, tok, valid_texts)
+            tb = bits_per_char(result.model, tok, test_texts)
+        summary = {
+            "config_name": rc.name,
+            "config_file": str(args.config),
+            "parameters": model.num_parameters(),
+            "steps": result.steps,
+            "tokens_seen": result.steps * rc.train.tokens_per_step,
+            "final_val_loss": result.final_val_loss,
+            "valid_bpc": vb,
+            "test_bpc": tb,
+            "tokens_per_s": result.tokens_per_s,
+            "wall_seconds": wall,
+            "hardware": _hardware(),
+            "torch": torch.__version__,
+            "command": "python -m llmbook train --config " + str(args.config),
+            "history": [
+                {k: h[k] for k in ("step", "train_loss", "val_loss", "lr")} for h in result.history
+            ],
+        }
+        print(
+            f"[{rc.name}] done in {wall:.0f} s: val loss {result.final_val_loss:.4f}, "
+            f"valid bpc {vb:.4f}, test bpc {tb:.4f}, {result.tokens_per_s:.0f} tokens/s",
+            flush=True,
+        )
+        export = args.export or rc.export.get("dir")
+        if export:
+            save_checkpoint(export, result.model, tok, asdict(rc.train), summary)
+            print(f"[{rc.name}] exported to {export}", flush=True)
+    cleanup_distributed()
+    return 0
+
+
+def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
+    from llmbook.checkpoint import load_checkpoint
+
+    if path == DEFAULT_CHECKPOINT:
+        from llmbook.generate import shipped_checkpoint
+
+        return load_checkpoint(shipped_checkpoint())
+    return load_checkpoint(path)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from llmbook.generate import generate_text
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tok, _ = _load(args.checkpoint)
+    if tok is None:
+        raise ConfigError(f"{args.checkpoint} has no tokenizer.json; cannot encode a prompt")
+    texts = generate_text(
+        model,
+        tok,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        strategy=args.strategy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        num_beams=args.num_beams,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        stop_at="\n",
+    )
+    for t in texts:
+        print(t)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from llmbook.datasets import poem_lm_texts
+    from llmbook.evaluate import bits_per_char
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tok, _ = _load(args.checkpoint)
+    if tok is None:
+        raise ConfigError(f"{args.checkpoint} has no tokenizer.json; cannot evaluate")
+    texts = poem_lm_texts(args.split)
+    if args.limit:
+        texts = texts[: args.limit]
+    bpc = bits_per_char(model, tok, texts)
+    out = {"split": args.split, "poems": len(texts), "bits_per_char": round(bpc, 4)}
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llmbook", description="Train, sample and evaluate the book's Chinese GPT."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser(
+        "train",
+        help="train a GPT from a TOML config",
+        description="Train a GPT from a TOML config (configs/cpu-tiny.toml, cpu-small.toml, gpu-small.toml). Runs under torchrun for multi-GPU.",
+    )
+    t.add_argument("--config", required=True, help="TOML config file, e.g. configs/cpu-tiny.toml")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+    )
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in out_dir/last"
+    )
+    t.add_argument("--out-dir", help="directory for checkpoints (overrides [train] out_dir)")
+    t.add_argument("--export", help="export the finished model here (overrides [export] dir)")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser(
+        "generate",
+        help="generate poems from a checkpoint",
+        description="Generate text from a checkpoint directory (default: the shipped poetry GPT).",
+    )
+    g.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help=f"checkpoint directory (default {DEFAULT_CHECKPOINT})",
+    )
+    g.add_argument(
+        "--prompt",
+        default="",
+        help="beginning of the poem (characters outside the vocabulary become <unk>)",
+    )
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="sample")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--num-beams", type=int, default=4)
+    g.add_argument("--num-samples", "-n", type=int, default=1)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int)
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser(
+        "eval",
+        help="bits per character of a checkpoint on the poem split",
+        description="Bits per character of a checkpoint on the book's shared poem split.",
+    )
+    e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    e.add_argument("--split", choices=["train", "valid", "test"], default="valid")
+    e.add_argument("--limit", type=int, default=None, help="only the first N poems")
+    e.add_argument("--threads", type=int)
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``main(["train", "--config", "configs/cpu-tiny.toml"])``."""
+    from llmbook.checkpoint import CheckpointError
+    from llmbook.generate import GenerationError
+
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, CheckpointError, GenerationError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
