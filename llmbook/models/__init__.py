@@ -56,3 +56,6 @@ __all__ = [
 ]
 
 # --- chapter 5: GPT (helper C) -------------------------------------------------------
+from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
+
+__all__ += ["GPT", "GPTConfig"]
