@@ -39,6 +39,8 @@ def setup_notebook(seed: int = 0) -> None:
         jieba.setLogLevel(logging.WARNING)
     except ImportError:  # pragma: no cover
         pass
+    # tqdm.auto falls back to text bars when ipywidgets is absent; its warning is noise.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
