@@ -1,0 +1,121 @@
+"""BM25 against a direct evaluation of the formula; dense search; top-k; the QA set."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmbook.retrieval import (
+    BM25,
+    DenseRetriever,
+    load_qa,
+    mean_word_vectors,
+    qa_passages,
+    tokenize_zh,
+    topk_accuracy,
+)
+
+DOCS = [
+    "北京举行新年音乐会，首都各界群众欢聚一堂。",
+    "中国选手吴艳艳在世界游泳锦标赛上夺冠。",
+    "国务院总理李鹏在北京考察企业，向职工祝贺新年。",
+    "西藏遭受雪灾，中央下拨资金救济灾民。",
+    "游泳比赛中国队获得三枚金牌。",
+]
+
+
+def _char(s: str) -> list[str]:
+    return tokenize_zh(s, "char")
+
+
+def _bm25_direct(docs: list[str], query: str, k1: float, b: float) -> list[float]:
+    toks = [_char(d) for d in docs]
+    n = len(docs)
+    avgdl = sum(map(len, toks)) / n
+    out = []
+    for t in toks:
+        c = Counter(t)
+        s = 0.0
+        for q in _char(query):
+            df = sum(q in set(u) for u in toks)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            f = c[q]
+            s += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(t) / avgdl))
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize(("k1", "b"), [(1.5, 0.75), (1.2, 0.0), (2.0, 1.0)])
+def test_bm25_matches_formula(k1: float, b: float) -> None:
+    bm = BM25(DOCS, k1=k1, b=b, tokenizer=_char)
+    for query in ["游泳冠军", "北京新年", "雪灾救济资金", "火星"]:
+        np.testing.assert_allclose(bm.scores(query), _bm25_direct(DOCS, query, k1, b))
+
+
+def test_bm25_ranking_and_pre_tokenised_docs() -> None:
+    bm = BM25(DOCS, tokenizer=_char)
+    assert bm.search("吴艳艳夺冠", k=1) == [1]
+    assert bm.search("火星", k=3) == [0, 1, 2]  # all zero: ties by index
+    same = BM25(DOCS, tokenizer=_char, doc_tokens=[_char(d) for d in DOCS])
+    np.testing.assert_allclose(same.scores("北京"), bm.scores("北京"))
+    with pytest.raises(ValueError, match="empty"):
+        BM25([])
+    with pytest.raises(ValueError, match="k1"):
+        BM25(DOCS, b=2.0)
+    with pytest.raises(ValueError, match="give one each"):
+        BM25(DOCS, doc_tokens=[["a"]])
+    with pytest.raises(ValueError, match="k must be"):
+        bm.search("北京", k=0)
+
+
+def test_tokenize_zh_modes() -> None:
+    assert tokenize_zh("１９９８年，北京！", "char") == ["1", "9", "9", "8", "年", "北", "京"]
+    assert tokenize_zh("北京大学", "bigram") == ["北京", "京大", "大学"]
+    assert "北京" in tokenize_zh("我爱北京天安门", "word")
+    with pytest.raises(ValueError, match="mode must be"):
+        tokenize_zh("x", "sentence")
+
+
+class _Vectors:
+    vector_size = 2
+    table = {"北": np.array([1.0, 0.0]), "游": np.array([0.0, 1.0])}
+
+    def __contains__(self, w: str) -> bool:
+        return w in self.table
+
+    def __getitem__(self, w: str) -> np.ndarray:
+        return self.table[w]
+
+
+def test_dense_retriever_cosine() -> None:
+    embed = mean_word_vectors(_Vectors(), tokenizer=_char)
+    dr = DenseRetriever(DOCS, embed)
+    assert dr.search("游", k=1)[0] in (1, 4)
+    scores = dr.scores("北")
+    assert scores[3] == 0.0  # no known characters -> zero vector -> similarity 0
+    assert max(scores) == pytest.approx(1.0) or max(scores) <= 1.0
+    with pytest.raises(ValueError, match="one row per input"):
+        DenseRetriever(DOCS, lambda texts: np.zeros((1, 2)))
+
+
+def test_topk_accuracy() -> None:
+    acc = topk_accuracy([[3, 1, 2], [0, 2, 1], [5, 6, 7]], [1, 0, 9], ks=(1, 2, 3))
+    assert acc == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3), 3: pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="one per question"):
+        topk_accuracy([[1]], [1, 2])
+
+
+def test_qa_set_is_consistent_with_the_corpus() -> None:
+    items = load_qa()
+    assert len(items) >= 50
+    assert len({q.id for q in items}) == len(items)
+    ids, _ = qa_passages()
+    collection = set(ids)
+    for q in items:
+        assert q.passage_id in collection, q.id
+        assert q.answer in q.passage
+        assert q.question.endswith("？")
+        assert q.question not in q.passage  # questions are written, not copied
