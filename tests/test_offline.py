@@ -1,0 +1,179 @@
+"""The suite is offline by construction: pytest-socket blocks every non-loopback connection.
+
+``pyproject.toml`` runs pytest with ``--disable-socket --allow-hosts=127.0.0.1,localhost,::1``.
+These tests check that this really holds (a connection to a routable address is refused
+*before* any packet leaves the machine), that loopback still works (the local HTTP servers
+of the data and serving tests need it), and that notebooks still execute under nbval with
+the same options (nbval talks to the Jupyter kernel over ZeroMQ, not Python sockets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import netguard
+import pytest
+from pytest_socket import SocketBlockedError, SocketConnectBlockedError
+
+pytestmark = pytest.mark.filterwarnings("ignore:A test tried to use socket")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A private address that is never answered: if the guard failed, the connect would hang
+#: (the timeout below keeps the test short) instead of raising pytest-socket's error.
+BLACKHOLE = "10.255.255.1"
+
+
+def test_suite_options_block_the_network() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "--disable-socket" in text
+    assert "--allow-hosts=127.0.0.1,localhost,::1" in text
+
+
+def test_connect_to_a_routable_address_is_blocked() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        with pytest.raises(SocketConnectBlockedError, match=BLACKHOLE):
+            s.connect((BLACKHOLE, 80))
+    finally:
+        s.close()
+
+
+def test_create_connection_and_http_clients_are_blocked() -> None:
+    with pytest.raises((SocketConnectBlockedError, SocketBlockedError)):
+        socket.create_connection((BLACKHOLE, 443), timeout=0.5)
+    import urllib.request
+
+    with pytest.raises((SocketConnectBlockedError, SocketBlockedError)):
+        urllib.request.urlopen(f"http://{BLACKHOLE}/", timeout=0.5)
+
+
+@pytest.fixture
+def guarded() -> object:
+    netguard.install()
+    yield
+    netguard.uninstall()
+
+
+def test_netguard_closes_connect_ex_udp_and_dns(guarded: object) -> None:
+    """pytest-socket's allow-list wraps only ``connect``; netguard covers the other exits."""
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tcp.settimeout(0.5)
+        with pytest.raises(netguard.NetworkBlockedError, match="runs offline"):
+            tcp.connect_ex((BLACKHOLE, 80))
+        with pytest.raises(netguard.NetworkBlockedError, match="sendto"):
+            udp.sendto(b"x", (BLACKHOLE, 53))
+        with pytest.raises(netguard.NetworkBlockedError, match="sendmsg"):
+            udp.sendmsg([b"x"], [], 0, (BLACKHOLE, 53))
+        with pytest.raises(netguard.NetworkBlockedError, match="no DNS"):
+            socket.getaddrinfo("example.com", 80)
+        # loopback keeps working: names, literals and a real UDP datagram to ourselves
+        assert socket.getaddrinfo("localhost", 80)
+        assert socket.getaddrinfo("127.0.0.1", 80)
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rx.bind(("127.0.0.1", 0))
+            rx.settimeout(5)
+            udp.sendto(b"ping", rx.getsockname())
+            assert rx.recvfrom(16)[0] == b"ping"
+        finally:
+            rx.close()
+    finally:
+        tcp.close()
+        udp.close()
+
+
+def test_netguard_uninstall_restores_socket() -> None:
+    before = (socket.socket.connect_ex, socket.socket.sendto, socket.getaddrinfo)
+    netguard.install()
+    assert socket.getaddrinfo is not before[2]
+    netguard.uninstall()
+    assert (socket.socket.connect_ex, socket.socket.sendto, socket.getaddrinfo) == before
+
+
+def test_loopback_is_allowed() -> None:
+    """The data-fetch and server tests run real HTTP on 127.0.0.1; that must keep working."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            body = json.dumps({"ok": True}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert json.loads(r.read()) == {"ok": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": 1,
+            "id": "c1",
+            "metadata": {"tags": ["nbval-check-output"]},
+            "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}],
+            "source": ["print(6 * 7)"],
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.mark.slow
+def test_nbval_runs_notebooks_with_sockets_disabled(tmp_path: Path) -> None:
+    """A notebook executes and is checked by nbval under the suite's socket options.
+
+    Run in a fresh pytest process (with the project's ``addopts``) so that nbval starts a
+    real kernel; the committed output ``42`` must be reproduced, and a wrong committed
+    output must be reported, so the check is not vacuous.
+    """
+    good = tmp_path / "good.ipynb"
+    good.write_text(json.dumps(NOTEBOOK), encoding="utf-8")
+    bad_nb = json.loads(json.dumps(NOTEBOOK))
+    bad_nb["cells"][0]["outputs"][0]["text"] = ["41\n"]
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(json.dumps(bad_nb), encoding="utf-8")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def nbval(nb: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+             "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), str(nb)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    ok = nbval(good)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "1 passed" in ok.stdout
+    fail = nbval(bad)
+    assert fail.returncode == 1, fail.stdout + fail.stderr
+    assert "1 failed" in fail.stdout
