@@ -34,6 +34,9 @@ __all__ = [
     "Tokenizer",
     "VocabTokenizer",
     "CharTokenizer",
+    "WordTokenizer",
+    "BPETokenizer",
+    "compare_tokenizers",
 ]
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -255,3 +258,184 @@ class CharTokenizer(VocabTokenizer):
         if add_eos:
             ids.append(self.eos_id)
         return ids
+
+
+class WordTokenizer(VocabTokenizer):
+    """Words from jieba's precise mode (HMM on); decoding joins the words with no space.
+
+    ``encode`` of a word outside the vocabulary gives ``<unk>``, so unlike
+    :class:`CharTokenizer` a whole word — not just a character — is lost.  Use
+    :meth:`fit_tokens` to build the vocabulary from an already segmented corpus (for
+    example the People's Daily gold segmentation).
+    """
+
+    kind: ClassVar[str] = "word"
+
+    @classmethod
+    def _split(cls, text: str) -> list[str]:
+        from llmbook.text import segment
+
+        return segment(text)
+
+    @classmethod
+    def fit_tokens(
+        cls, token_lists: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
+    ) -> WordTokenizer:
+        """Like :meth:`fit`, from lists of words instead of raw text."""
+        lists = list(token_lists)
+        if not lists:
+            raise ValueError("WordTokenizer.fit_tokens: the corpus is empty")
+        for i, toks in enumerate(lists):
+            if isinstance(toks, str):
+                raise TypeError(
+                    f"fit_tokens: item {i} is a str; pass lists of words (use fit for text)"
+                )
+        joined = ["\x00".join(t) for t in lists]
+        tok = _SplitOnNul.fit(joined, min_freq=min_freq, max_size=max_size)
+        out = cls(tok.itos)
+        out.counts = tok.counts
+        return out
+
+
+class _SplitOnNul(VocabTokenizer):
+    @classmethod
+    def _split(cls, text: str) -> list[str]:
+        return [w for w in text.split("\x00") if w]
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level byte-pair encoding trained with Hugging Face ``tokenizers``.
+
+    Text is first turned into UTF-8 bytes (a Chinese character is three bytes), and BPE
+    learns merges of frequent byte sequences up to ``vocab_size`` tokens.  Because the
+    256 byte values are always in the vocabulary there is never an ``<unk>``, and
+    ``decode(encode(text)) == text`` for every string.
+    """
+
+    kind: ClassVar[str] = "bpe"
+
+    def __init__(self, hf_tokenizer: Any) -> None:
+        self._tok = hf_tokenizer
+        for i, s in enumerate(SPECIAL_TOKENS):
+            if hf_tokenizer.token_to_id(s) != i:
+                raise ValueError(f"the Hugging Face tokenizer must map {s!r} to id {i}")
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2
+    ) -> BPETokenizer:
+        """Learn a BPE vocabulary of (at most) ``vocab_size`` tokens from ``texts``."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        docs = _check_texts(texts, "BPETokenizer.train")
+        minimum = len(SPECIAL_TOKENS) + 256
+        if not isinstance(vocab_size, int) or vocab_size <= minimum:
+            raise ValueError(
+                f"vocab_size must be an int > {minimum} (4 special tokens + 256 bytes), got {vocab_size!r}"
+            )
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        hf.train_from_iterator(docs, trainer=trainer)
+        return cls(hf)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size())
+
+    def tokenize(self, text: str) -> list[str]:
+        """The BPE pieces of ``text``, decoded back to readable strings.
+
+        A piece that ends inside a multi-byte character is shown with ``\\ufffd``.
+        """
+        ids = self._tok.encode(_check_text(text)).ids
+        return [self._tok.decode([i]) for i in ids]
+
+    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        ids: list[int] = list(self._tok.encode(_check_text(text)).ids)
+        if add_bos:
+            ids.insert(0, self.bos_id)
+        if add_eos:
+            ids.append(self.eos_id)
+        return ids
+
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
+        n = self.vocab_size
+        ids = [int(i) for i in ids]
+        for i in ids:
+            if not 0 <= i < n:
+                raise ValueError(f"id {i} is out of range for a vocabulary of size {n}")
+        if not skip_special:
+            # decode the pieces between special tokens, keep the special tokens as text
+            out: list[str] = []
+            run: list[int] = []
+            for i in ids:
+                if i < len(SPECIAL_TOKENS):
+                    out.append(self._tok.decode(run))
+                    out.append(SPECIAL_TOKENS[i])
+                    run = []
+                else:
+                    run.append(i)
+            out.append(self._tok.decode(run))
+            return "".join(out)
+        return str(self._tok.decode([i for i in ids if i >= len(SPECIAL_TOKENS)]))
+
+    def token_to_id(self, tok: str) -> int:
+        i = self._tok.token_to_id(tok)
+        if i is None:
+            raise KeyError(
+                f"token {tok!r} is not in the BPE vocabulary (tokens are byte-level strings; "
+                "use tokenize() to see them)"
+            )
+        return int(i)
+
+    def id_to_token(self, i: int) -> str:
+        tok = self._tok.id_to_token(i) if isinstance(i, int) else None
+        if tok is None:
+            raise KeyError(f"id {i!r} is out of range: valid ids are 0..{self.vocab_size - 1}")
+        return str(tok)
+
+    def save(self, path: str | Path) -> None:
+        """Write the Hugging Face tokenizer JSON (loadable by ``tokenizers`` too)."""
+        Path(path).write_text(self._tok.to_str(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return cls(HFTokenizer.from_file(str(path)))
+
+
+def compare_tokenizers(
+    tokenizers: dict[str, Tokenizer], texts: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Vocabulary size, tokens per character and unknown-token rate of each tokenizer on ``texts``."""
+    docs = _check_texts(texts, "compare_tokenizers")
+    n_chars = sum(len(t) for t in docs)
+    if n_chars == 0:
+        raise ValueError("compare_tokenizers: the texts are all empty")
+    rows = []
+    for name, tok in tokenizers.items():
+        n_tok = n_unk = 0
+        for t in docs:
+            ids = tok.encode(t)
+            n_tok += len(ids)
+            n_unk += sum(1 for i in ids if i == tok.unk_id)
+        rows.append(
+            {
+                "tokenizer": name,
+                "vocab_size": tok.vocab_size,
+                "tokens": n_tok,
+                "tokens_per_char": n_tok / n_chars,
+                "unk_rate": n_unk / n_tok if n_tok else 0.0,
+            }
+        )
+    return rows

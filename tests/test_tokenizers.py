@@ -68,3 +68,82 @@ def test_char_errors() -> None:
         CharTokenizer.fit([])
     with pytest.raises(ValueError, match="min_freq"):
         CharTokenizer.fit(POEMS, min_freq=0)
+
+
+# ---------------------------------------------------------------------- word and BPE
+
+from llmbook.tokenizers import BPETokenizer, WordTokenizer, compare_tokenizers  # noqa: E402
+
+NEWS = [
+    "今天北京天气很好，我们去公园散步。",
+    "明天上海下雨，我们在家里读书。",
+    "中国经济保持稳定增长，人民生活水平不断提高。",
+    "我们要努力学习，建设美好的家乡。",
+] * 5
+
+
+def test_word_tokenizer_round_trip_and_unk() -> None:
+    tok = WordTokenizer.fit(NEWS)
+    assert "我们" in tok and tok.counts["我们"] == 15
+    ids = tok.encode(NEWS[0])
+    assert tok.decode(ids) == NEWS[0]
+    assert tok.unk_id not in ids
+    ids = tok.encode("我们喜欢火星。")
+    assert tok.unk_id in ids  # 喜欢/火星 never seen
+    assert tok.decode(ids) != "我们喜欢火星。"
+
+
+def test_word_tokenizer_fit_tokens_and_save(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tok = WordTokenizer.fit_tokens([["迈向", "新", "世纪"], ["新", "年"]], min_freq=2)
+    assert tok.itos[4:] == ["新"]
+    tok.save(tmp_path / "w.json")
+    assert WordTokenizer.load(tmp_path / "w.json").itos == tok.itos
+    with pytest.raises(ValueError, match="'word' tokenizer, not 'char'"):
+        CharTokenizer.load(tmp_path / "w.json")
+    with pytest.raises(TypeError, match="pass lists of words"):
+        WordTokenizer.fit_tokens(["迈向新世纪"])
+
+
+@pytest.fixture(scope="module")
+def bpe() -> BPETokenizer:
+    return BPETokenizer.train(NEWS, vocab_size=300, min_frequency=2)
+
+
+def test_bpe_round_trip_any_string(bpe: BPETokenizer) -> None:
+    assert bpe.vocab_size <= 300
+    assert [bpe.id_to_token(i) for i in range(4)] == list(SPECIAL_TOKENS)
+    for s in [*NEWS[:4], "", "  two  spaces\nnew line", "没见过的字：龘𠀀😀", "ＡＢＣ１２３"]:
+        ids = bpe.encode(s)
+        assert bpe.unk_id not in ids
+        assert bpe.decode(ids) == s
+    ids = bpe.encode("我们", add_bos=True, add_eos=True)
+    assert ids[0] == bpe.bos_id and ids[-1] == bpe.eos_id
+    assert bpe.decode(ids, skip_special=False) == "<bos>我们<eos>"
+
+
+def test_bpe_merges_frequent_words(bpe: BPETokenizer) -> None:
+    # 我们 (6 UTF-8 bytes) occurs 15 times: merged into few tokens; an unseen character
+    # stays three single-byte tokens
+    assert len(bpe.encode("我们")) <= 3
+    assert len(bpe.encode("龘")) == 3
+
+
+def test_bpe_save_load(bpe: BPETokenizer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bpe.save(tmp_path / "bpe.json")
+    again = BPETokenizer.load(tmp_path / "bpe.json")
+    assert again.encode(NEWS[2]) == bpe.encode(NEWS[2])
+    with pytest.raises(KeyError, match="not in the BPE vocabulary"):
+        bpe.token_to_id("no-such-token")
+    with pytest.raises(ValueError, match="vocab_size must be"):
+        BPETokenizer.train(NEWS, vocab_size=100)
+
+
+def test_compare_tokenizers() -> None:
+    char = CharTokenizer.fit(NEWS)
+    word = WordTokenizer.fit(NEWS)
+    rows = {r["tokenizer"]: r for r in compare_tokenizers({"char": char, "word": word}, NEWS[:4])}
+    assert rows["char"]["tokens_per_char"] == 1.0
+    assert rows["word"]["tokens_per_char"] < 1.0
+    assert rows["char"]["unk_rate"] == rows["word"]["unk_rate"] == 0.0
+    rows = {r["tokenizer"]: r for r in compare_tokenizers({"char": char}, ["火星"])}
+    assert rows["char"]["unk_rate"] == 1.0
