@@ -400,7 +400,9 @@ class NGramLM:
         n, V = self.n, self.vocab_size
         unk = self.stoi[UNK]
         ctx_list = [self.stoi.get(t, unk) for t in context][-(n - 1) :] if n > 1 else []
-        ctx_list = [self.stoi[BOS]] * (n - 1 - len(ctx_list)) + ctx_list
+        # <s> is not in the vocabulary when n == 1 or when it is rarer than min_count; pad
+        # with what training used then, <unk> (KeyError found by tests/test_properties.py)
+        ctx_list = [self.stoi.get(BOS, unk)] * (n - 1 - len(ctx_list)) + ctx_list
         w = np.arange(V, dtype=np.int64)
         ctx_ids: list[IntArray] = [np.zeros(0, dtype=np.int64)]
         gram_ids: list[IntArray] = [w]
