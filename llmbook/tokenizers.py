@@ -316,6 +316,10 @@ class BPETokenizer(Tokenizer):
 
     def __init__(self, hf_tokenizer: Any) -> None:
         self._tok = hf_tokenizer
+        # Text that spells a special token ("<pad>", "<eos>" …) is encoded as ordinary
+        # bytes, not as the special id: otherwise decode() drops it and user text could
+        # inject control tokens (found by tests/test_properties.py).
+        self._tok.encode_special_tokens = True
         for i, s in enumerate(SPECIAL_TOKENS):
             if hf_tokenizer.token_to_id(s) != i:
                 raise ValueError(f"the Hugging Face tokenizer must map {s!r} to id {i}")
