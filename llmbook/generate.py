@@ -24,6 +24,8 @@ warning that names them); a prompt longer than the model's context is cropped to
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,29 +64,46 @@ def _validate(
     repetition_penalty: float,
     num_beams: int,
 ) -> None:
-    if strategy not in STRATEGIES:
+    # Type checks first, so that a string, a bool or NaN/inf is a GenerationError naming
+    # the parameter instead of a TypeError from a comparison or NaN logits deep inside
+    # sampling (found by tests/test_properties.py).
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise GenerationError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if (
-        not isinstance(max_new_tokens, int)
-        or isinstance(max_new_tokens, bool)
-        or max_new_tokens < 0
-    ):
+    if not _is_int(max_new_tokens) or max_new_tokens < 0:
         raise GenerationError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if not temperature > 0:
+    if not _is_real(temperature) or not temperature > 0:
         raise GenerationError(
             f"temperature must be > 0, got {temperature!r}; for deterministic output use "
             "strategy='greedy' instead of temperature 0"
         )
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise GenerationError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise GenerationError(f"top_p must be None or in (0, 1], got {top_p!r}")
-    if not repetition_penalty > 0:
+    if temperature < MIN_TEMPERATURE:  # logits / temperature would overflow to inf - inf
         raise GenerationError(
-            f"repetition_penalty must be > 0 (1.0 = off, > 1 discourages repeats), got {repetition_penalty!r}"
+            f"temperature must be >= {MIN_TEMPERATURE:g}, got {temperature!r}; for the "
+            "most likely token use strategy='greedy'"
         )
-    if not isinstance(num_beams, int) or num_beams < 1:
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise GenerationError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
+        raise GenerationError(f"top_p must be None or in (0, 1], got {top_p!r}")
+    if not _is_real(repetition_penalty) or not repetition_penalty > 0:
+        raise GenerationError(
+            f"repetition_penalty must be > 0 and finite (1.0 = off, > 1 discourages repeats), got {repetition_penalty!r}"
+        )
+    if not _is_int(num_beams) or num_beams < 1:
         raise GenerationError(f"num_beams must be an int >= 1, got {num_beams!r}")
+
+
+#: Smallest accepted temperature: below it ``logits / temperature`` overflows float32.
+MIN_TEMPERATURE = 1e-6
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    """A finite real number (not a bool, not NaN or infinity)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def process_logits(
