@@ -493,7 +493,12 @@ class NGramLM:
         return bits / sum(len(t) + 1 for t in texts)
 
     def coverage(self, texts: Iterable[str] | Iterable[Sequence[str]]) -> dict[int, float]:
-        """Share of the test m-grams (m = 1..n, at predicted positions) never seen in training."""
+        """Share of the m-grams of ``texts`` (m = 1..n) never seen in training.
+
+        Only m-grams made of text tokens count (none of the ``<s>``/``</s>`` padding), so
+        the rates measure how sparse the language itself is; texts shorter than m
+        contribute no m-gram.
+        """
         self._check_fitted()
         sents = tokenize_corpus(texts, self.unit)
         if not sents:
@@ -504,10 +509,15 @@ class NGramLM:
         lengths = np.asarray([len(s) + n - 1 + self.n_end for s in sents], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         offs = np.arange(len(seq)) - np.repeat(starts, lengths)
-        t = np.flatnonzero(offs >= n - 1)
+        text_left = rem - self.n_end  # text tokens from this position to the end of its text
         out = {}
         for m in range(1, n + 1):
-            g = gids[m - 1][t - m + 1]
+            pos = np.flatnonzero((offs >= n - 1) & (text_left >= m))
+            if len(pos) == 0:
+                raise ValueError(
+                    f"no text has {m} or more tokens: cannot measure {m}-gram coverage"
+                )
+            g = gids[m - 1][pos]
             if m == 1:
                 g = np.where(self._orders[0].count[g] > 0, g, -1)
             out[m] = float((g < 0).mean())
@@ -557,7 +567,10 @@ def unseen_ngram_rate(
     max_n: int = 6,
     unit: str = "char",
 ) -> dict[int, float]:
-    """Share of test n-grams (n = 1..max_n) that never occur in ``train`` — the sparsity problem."""
+    """Share of test n-grams (n = 1..max_n) that never occur in ``train`` — the sparsity problem.
+
+    Counts n-grams inside the texts only (no start/end padding); see :meth:`NGramLM.coverage`.
+    """
     lm = NGramLM(n=max_n, smoothing="mle", unit=unit)
     lm.fit(train)
     return lm.coverage(test)

@@ -150,3 +150,12 @@ def test_errors() -> None:
     lm = NGramLM(2, nltk_compat=True).fit(["床前明月光"])
     with pytest.raises(ValueError, match="nltk_compat=False"):
         lm.bits_per_char(["明月"])
+
+
+def test_coverage_counts_text_ngrams_only() -> None:
+    lm = NGramLM(3, "mle").fit(["abcd"])
+    # test "abx": 1-grams a,b seen, x not; 2-grams ab seen, bx not; 3-gram abx not
+    assert lm.coverage(["abx"]) == {1: pytest.approx(1 / 3), 2: 0.5, 3: 1.0}
+    assert lm.coverage(["bcd"]) == {1: 0.0, 2: 0.0, 3: 0.0}
+    with pytest.raises(ValueError, match="no text has 3 or more tokens"):
+        lm.coverage(["ab"])
