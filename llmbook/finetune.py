@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -508,3 +509,77 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------- saving a classifier
+
+CLASSIFIER_FILE = "classifier.json"
+HEAD_FILE = "head.safetensors"
+
+
+def save_classifier(
+    path: str | Path,
+    model: GPTClassifier,
+    tokenizer: Any,
+    labels: Sequence[str],
+    *,
+    max_len: int = 96,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a :class:`GPTClassifier`: its GPT body as an llmbook checkpoint plus the head.
+
+    Merge LoRA layers first (:func:`llmbook.lora.merge_lora`); the body must be a plain GPT.
+    ``labels`` names the classes in order (e.g. ``["负面", "正面"]``).
+    """
+    from safetensors.torch import save_file
+
+    from llmbook.checkpoint import _sha256, save_checkpoint
+    from llmbook.lora import LoRALinear
+
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
+        raise ValueError(
+            "the classifier still has LoRA layers; call merge_lora(model) and "
+            "replace them (llmbook.lora.merge_lora) before saving"
+        )
+    if len(labels) != model.head.out_features:
+        raise ValueError(f"{len(labels)} label names for {model.head.out_features} classes")
+    path = Path(path)
+    save_checkpoint(path, model.gpt, tokenizer, None, extra or {})
+    head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    save_file(head, str(path / HEAD_FILE))
+    info = {
+        "labels": list(labels),
+        "pooling": model.pooling,
+        "max_len": max_len,
+        "head_sha256": _sha256(path / HEAD_FILE),
+    }
+    (path / CLASSIFIER_FILE).write_text(
+        json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    return path
+
+
+def load_classifier(path: str | Path) -> tuple[GPTClassifier, Any, dict[str, Any]]:
+    """Load what :func:`save_classifier` wrote: ``(classifier in eval mode, tokenizer, info)``."""
+    from safetensors.torch import load_file
+
+    from llmbook.checkpoint import CheckpointError, _sha256, load_checkpoint
+
+    path = Path(path)
+    info_path = path / CLASSIFIER_FILE
+    if not info_path.is_file():
+        raise CheckpointError(
+            f"{path} has no {CLASSIFIER_FILE}: not a classifier saved by "
+            "llmbook.finetune.save_classifier"
+        )
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if _sha256(path / HEAD_FILE) != info.get("head_sha256"):
+        raise CheckpointError(
+            f"{path / HEAD_FILE} does not match its checksum; re-save the classifier"
+        )
+    gpt, tok, meta = load_checkpoint(path)
+    clf = GPTClassifier(gpt, len(info["labels"]), pooling=info["pooling"])
+    clf.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+    clf.eval()
+    info = {**info, "meta": meta}
+    return clf, tok, info
