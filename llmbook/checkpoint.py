@@ -41,6 +41,7 @@ __all__ = [
     "load_trainer_state",
     "verify_checkpoint",
     "load_tokenizer",
+    "check_writable",
     "FORMAT",
 ]
 
@@ -210,6 +211,41 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def check_writable(directory: str | Path, need_bytes: int = 0) -> Path:
+    """Fail fast when checkpoints cannot be written to ``directory``.
+
+    Creates the directory, writes, syncs and deletes a small probe file, and checks that
+    at least ``need_bytes`` are free.  :func:`llmbook.train.train` calls it before the
+    first step, so a read-only or full disk is reported at once, not after hours of
+    training at the first checkpoint (found by tests/test_faults.py).  Raises
+    :class:`CheckpointError` naming the directory and what to do.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            os.unlink(probe)
+        free = shutil.disk_usage(directory).free
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write checkpoints to {directory}: {e.strerror or e}; choose a writable "
+            "directory (TrainConfig.out_dir, or --out-dir on the command line) or free space"
+        ) from e
+    if free < need_bytes:
+        raise CheckpointError(
+            f"not enough free space for checkpoints in {directory}: about "
+            f"{need_bytes / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free; free some "
+            "space or choose another out_dir"
+        )
+    return directory
 
 
 def _resolve(path: str | Path) -> Path:

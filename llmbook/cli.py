@@ -141,7 +141,7 @@ def _hardware() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from llmbook.checkpoint import save_checkpoint
+    from llmbook.checkpoint import check_writable, save_checkpoint
     from llmbook.distributed import cleanup_distributed, setup_distributed
     from llmbook.evaluate import bits_per_char
     from llmbook.lmdata import encode_corpus, load_ids, save_ids
@@ -155,6 +155,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         rc.train.out_dir = args.out_dir
     if rc.train.resume and rc.train.out_dir is None:
         raise ConfigError("--resume needs [train] out_dir (or --out-dir): where the checkpoint is")
+    # a read-only or full disk is an error before training, not after it (tests/test_faults.py)
+    if rc.train.out_dir:
+        check_writable(rc.train.out_dir)
+    if args.export or rc.export.get("dir"):
+        check_writable(Path(args.export or rc.export["dir"]).resolve().parent)
     threads = args.threads or rc.threads
     if threads:
         torch.set_num_threads(threads)

@@ -290,7 +290,7 @@ def train(
     each batch.  Returns a :class:`TrainResult`; ``result.model`` is the trained (unwrapped)
     model in eval mode.
     """
-    from llmbook.checkpoint import load_trainer_state, save_checkpoint
+    from llmbook.checkpoint import check_writable, load_trainer_state, save_checkpoint
 
     t_start = time.perf_counter()
     cfg = config
@@ -326,7 +326,20 @@ def train(
     history: list[dict[str, Any]] = []
     step = 0
     ckpt_dir = Path(cfg.out_dir) / "last" if cfg.out_dir else None
-    if cfg.resume and ckpt_dir is not None and (ckpt_dir / "checkpoint.json").is_file():
+    if ckpt_dir is not None and info.is_main:
+        # A read-only or full disk fails now, not at the first checkpoint after hours of
+        # training (found by tests/test_faults.py).  Room for two checkpoints (the new one
+        # is written next to the old one), each the weights plus two Adam moments.
+        n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        check_writable(ckpt_dir.parent, need_bytes=2 * 3 * n_bytes)
+    # A SIGKILL between the two renames of save_checkpoint leaves only out_dir/.last.old
+    # (load_trainer_state falls back to it); resume from it instead of silently starting
+    # again at step 0, and let a damaged checkpoint be a clear error (tests/test_faults.py).
+    if (
+        cfg.resume
+        and ckpt_dir is not None
+        and (ckpt_dir.exists() or ckpt_dir.with_name(f".{ckpt_dir.name}.old").is_dir())
+    ):
         st = load_trainer_state(ckpt_dir)
         model.load_state_dict(st["model"], strict=False)
         if st["optimizer"] is not None:
