@@ -81,9 +81,21 @@ def load_ids(path: str | Path, mmap: bool = True) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no token-id file at {path}; create it with save_ids()")
-    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    if arr.ndim != 1:
-        raise ValueError(f"{path} holds an array of shape {arr.shape}, expected 1-D ids")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        # NumPy's own messages ("mmap length is greater than file size", "contains pickled
+        # data" for garbage) neither name the file nor the fix (found by tests/test_faults.py)
+        raise ValueError(
+            f"{path} is not a valid token-id file ({e}): it is truncated, corrupted or not "
+            "written by save_ids(); delete it and re-create it with save_ids() (the CLI "
+            "rebuilds it on every run)"
+        ) from e
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            f"{path} holds an array of shape {arr.shape} and dtype {arr.dtype}, expected 1-D "
+            "integer token ids; re-create it with save_ids()"
+        )
     return arr
 
 
