@@ -135,6 +135,9 @@ def process_logits(
         probs = sorted_logits.softmax(dim=-1)
         # drop a token if the tokens *before* it already reach top_p (the first is kept)
         drop = probs.cumsum(dim=-1) - probs >= top_p
+        # keep the first explicitly: a top_p below float32's range (1e-300) becomes 0.0 in
+        # the comparison and dropped every token, giving NaN (found by tests/test_properties.py)
+        drop[:, 0] = False
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return logits
 

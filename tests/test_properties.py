@@ -307,7 +307,7 @@ def test_invalid_generation_parameters_are_rejected_by_name(tiny_gpt: GPT, name:
     strategy=st.sampled_from(["greedy", "sample", "beam"]),
     temperature=st.floats(1e-6, 1e6),
     top_k=st.none() | st.integers(1, 50),
-    top_p=st.none() | st.floats(1e-6, 1.0),
+    top_p=st.none() | st.floats(0.0, 1.0, exclude_min=True),
     repetition_penalty=st.floats(1e-3, 1e3),
     max_new_tokens=st.integers(0, 6),
     num_beams=st.integers(1, 4),
