@@ -148,17 +148,20 @@ def param_breakdown(config: Any) -> dict[str, int]:
 def param_count(config: Any, *, non_embedding: bool = False) -> int:
     """Total number of parameters of ``GPT(config)`` (tied weights counted once).
 
-    ``non_embedding=True`` leaves out the token and position embeddings (and an untied
-    output layer), the convention Kaplan et al. use for :math:`N` in scaling laws.
+    ``non_embedding=True`` leaves out the token and position embeddings, the convention
+    Kaplan et al. use for :math:`N` in scaling laws (an untied output layer stays in,
+    as in ``GPT.num_parameters(non_embedding=True)``).
     """
     p = param_breakdown(config)
     total = sum(v for k, v in p.items() if k != "per_layer")
     if non_embedding:
-        total -= p["token_embedding"] + p["position_embedding"] + p["lm_head"]
+        total -= p["token_embedding"] + p["position_embedding"]
     return total
 
 
-def flops_per_token(config: Any, context: int | None = None) -> dict[str, float]:
+def flops_per_token(
+    config: Any, context: int | None = None, *, attention: str = "causal"
+) -> dict[str, float]:
     r"""Training FLOPs per token, split into the dense part and the attention part.
 
     *dense* :math:`= 6 N_\text{matmul}`, where :math:`N_\text{matmul}` counts every weight
@@ -167,13 +170,19 @@ def flops_per_token(config: Any, context: int | None = None) -> dict[str, float]
     up.  *attention* :math:`= 6 L T d`: the scores :math:`QK^\top` and the weighted sum
     over values, with the average causal context :math:`T/2` (Kaplan et al. 2020, Table 1),
     times 3 for forward + backward.  ``context`` defaults to ``block_size``.
+    ``attention="full"`` counts the whole :math:`T\times T` square instead
+    (:math:`12 L T d`, the PaLM convention that ``GPT.flops_per_token`` uses).
     """
+    if attention not in ("causal", "full"):
+        raise ValueError(f"attention must be 'causal' or 'full', got {attention!r}")
     c = gpt_config_values(config)
-    p = param_breakdown(config)
-    n_matmul = p["attention"] + p["mlp"] + c["vocab_size"] * c["n_embd"]
+    d = c["n_embd"]
+    h = int(c["mlp_ratio"] * d)
+    # weights of the matrix products only (biases are additions, not multiply-adds)
+    n_matmul = c["n_layer"] * (4 * d * d + 2 * d * h) + c["vocab_size"] * d
     t = c["block_size"] if context is None else int(context)
     dense = 6.0 * n_matmul
-    attention = 6.0 * c["n_layer"] * t * c["n_embd"]
+    attention = 6.0 * c["n_layer"] * t * c["n_embd"] * (2.0 if attention == "full" else 1.0)
     return {"dense": dense, "attention": attention, "total": dense + attention}
 
 

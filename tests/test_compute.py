@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from llmbook.compute import (
+    GPUS,
+    estimate_seconds,
+    flops_per_token,
+    param_breakdown,
+    param_count,
+    training_flops,
+    training_memory,
+)
+from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.utils import count_parameters
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is faster than two and immune to a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+CONFIGS = [
+    GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=2, n_embd=32),
+    GPTConfig(vocab_size=257, block_size=16, n_layer=3, n_head=4, n_embd=48, bias=False),
+    GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=1, n_embd=16, tie_weights=False),
+    GPTConfig(
+        vocab_size=64, block_size=24, n_layer=2, n_head=3, n_embd=24, bias=False, tie_weights=False
+    ),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_param_count_equals_the_model(cfg):
+    model = GPT(cfg)
+    assert param_count(cfg) == count_parameters(model)
+    assert param_count(cfg, non_embedding=True) == model.num_parameters(non_embedding=True)
+
+
+def test_param_count_from_dict_and_breakdown_sums():
+    cfg = CONFIGS[0]
+    d = {k: getattr(cfg, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}
+    assert param_count(d) == param_count(cfg)
+    p = param_breakdown(cfg)
+    assert p["per_layer"] * cfg.n_layer + p["token_embedding"] + p["position_embedding"] + (
+        2 * cfg.n_embd
+    ) == param_count(cfg)
+
+
+def test_large_model_is_about_12_L_d2():
+    cfg = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+    # GPT-2 small: 124M parameters with tied embeddings
+    assert param_count(cfg) == pytest.approx(124.4e6, rel=0.01)
+    assert param_count(cfg, non_embedding=True) == pytest.approx(12 * 12 * 768**2, rel=0.01)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_full_attention_flops_match_the_models_own_estimate(cfg):
+    assert flops_per_token(cfg, attention="full")["total"] == GPT(cfg).flops_per_token()
+    f = flops_per_token(cfg)
+    assert f["attention"] == 6 * cfg.n_layer * cfg.block_size * cfg.n_embd
+
+
+def test_training_flops_is_6ND_without_attention():
+    cfg = CONFIGS[0]
+    n_matmul = cfg.n_layer * 12 * cfg.n_embd**2 + cfg.vocab_size * cfg.n_embd
+    assert training_flops(cfg, 1000, include_attention=False) == 6 * n_matmul * 1000
+
+
+def test_training_flops_counts_real_multiply_adds():
+    """Count the FLOPs of one forward pass with torch's FlopCounterMode; ×3 for training.
+
+    On the CPU the fused attention kernel is not counted by FlopCounterMode, so the
+    measurement is the dense (matrix-multiply) part of the estimate.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    model = GPT(cfg)
+    x = torch.randint(0, 100, (2, 32))
+    with FlopCounterMode(display=False) as fc:
+        model(x)
+    measured = fc.get_total_flops() * 3 / x.numel()
+    assert measured == pytest.approx(flops_per_token(cfg)["dense"], rel=1e-6)
+
+
+def test_memory_components():
+    cfg = CONFIGS[0]
+    n = param_count(cfg)
+    m32 = training_memory(cfg, 4, dtype="fp32")
+    assert m32["weights"] == 4 * n and m32["gradients"] == 4 * n and m32["optimizer"] == 8 * n
+    m16 = training_memory(cfg, 4, dtype="bf16")
+    assert m16["weights"] == 6 * n and m16["gradients"] == 2 * n
+    ck = training_memory(cfg, 4, activation_checkpointing=True)
+    assert ck["activations"] < m32["activations"]
+    assert training_memory(cfg, 8)["activations"] == pytest.approx(2 * m32["activations"])
+    assert training_memory(cfg, 4, optimizer="sgd")["optimizer"] == 0
+
+
+def test_estimate_seconds_and_gpu_table():
+    h100 = GPUS["H100-SXM"]
+    assert h100.peak_tflops > GPUS["A100-80GB"].peak_tflops > GPUS["T4"].peak_tflops
+    assert estimate_seconds(1e15, 1e12, mfu=0.5) == pytest.approx(2000)
+
+
+def test_errors_are_explicit():
+    with pytest.raises(TypeError, match="lacks"):
+        param_count({"vocab_size": 10})
+    with pytest.raises(ValueError, match="unknown dtype"):
+        training_memory(CONFIGS[0], 1, dtype="fp64")
+    with pytest.raises(ValueError, match="mfu"):
+        estimate_seconds(1.0, 1.0, mfu=0)
+    with pytest.raises(ValueError, match="attention"):
+        flops_per_token(CONFIGS[0], attention="half")
