@@ -67,8 +67,14 @@ def _qualname(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _import_llmbook(qualname: str) -> Any:
-    """Import a class by dotted name — only from the ``llmbook`` package (nothing else)."""
+def _import_llmbook(qualname: str, kind: type | None = None) -> Any:
+    """Import a class by dotted name — only a class defined in ``llmbook`` (nothing else).
+
+    ``kind``: the class must also be a subclass of it.  Without these checks a crafted
+    checkpoint could name anything an llmbook module imports (``llmbook.checkpoint.torch``
+    as a tokenizer class made load_checkpoint call ``torch.load`` on the file, an unpickler;
+    found by tests/test_security.py).
+    """
     module, _, name = qualname.rpartition(".")
     if not (module == "llmbook" or module.startswith("llmbook.")):
         raise CheckpointError(
@@ -76,9 +82,20 @@ def _import_llmbook(qualname: str) -> Any:
             "only llmbook models and tokenizers can be loaded"
         )
     try:
-        return getattr(importlib.import_module(module), name)
+        obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise CheckpointError(f"cannot import {qualname!r} named by the checkpoint: {e}") from e
+    if not (
+        isinstance(obj, type)
+        and obj.__module__.split(".")[0] == "llmbook"
+        and (kind is None or issubclass(obj, kind))
+    ):
+        what = "an llmbook class" if kind is None else f"an llmbook {kind.__name__} class"
+        raise CheckpointError(
+            f"the checkpoint names {qualname!r}, which is not {what}; the checkpoint is "
+            "corrupted or was crafted, do not use it"
+        )
+    return obj
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -315,7 +332,9 @@ def load_tokenizer(path: str | Path) -> Any:
 
         cls: Any = CharTokenizer
     else:
-        cls = _import_llmbook(qual)
+        from llmbook.tokenizers import Tokenizer
+
+        cls = _import_llmbook(qual, Tokenizer)
     return cls.load(path)
 
 
@@ -339,8 +358,13 @@ def load_checkpoint(
             f"checkpoint format version {cfg['version']} is newer than this llmbook "
             f"(supports {VERSION}); upgrade llmbook"
         )
-    model_cls = _import_llmbook(cfg["model_class"])
+    model_cls = _import_llmbook(cfg["model_class"], nn.Module)
     config_cls = _import_llmbook(cfg["config_class"])
+    if not hasattr(config_cls, "__dataclass_fields__"):  # a dataclass (mypy: no narrowing)
+        raise CheckpointError(
+            f"the checkpoint names {cfg['config_class']!r} as the model config, which is not "
+            "a config dataclass; the checkpoint is corrupted or was crafted"
+        )
     known = {f.name for f in fields(config_cls)}
     mc = {k: v for k, v in cfg["model_config"].items() if k in known}
     model = model_cls(config_cls(**mc))
