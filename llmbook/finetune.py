@@ -561,9 +561,7 @@ def save_classifier(
 
 def load_classifier(path: str | Path) -> tuple[GPTClassifier, Any, dict[str, Any]]:
     """Load what :func:`save_classifier` wrote: ``(classifier in eval mode, tokenizer, info)``."""
-    from safetensors.torch import load_file
-
-    from llmbook.checkpoint import CheckpointError, _sha256, load_checkpoint
+    from llmbook.checkpoint import CheckpointError, _load_tensors, _sha256, load_checkpoint
 
     path = Path(path)
     info_path = path / CLASSIFIER_FILE
@@ -579,7 +577,9 @@ def load_classifier(path: str | Path) -> tuple[GPTClassifier, Any, dict[str, Any
         )
     gpt, tok, meta = load_checkpoint(path)
     clf = GPTClassifier(gpt, len(info["labels"]), pooling=info["pooling"])
-    clf.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+    # _load_tensors turns a non-safetensors head (e.g. a pickle) into a CheckpointError
+    # naming the file instead of a bare SafetensorError (found by tests/test_security.py)
+    clf.head.load_state_dict(_load_tensors(path / HEAD_FILE))
     clf.eval()
     info = {**info, "meta": meta}
     return clf, tok, info
