@@ -94,6 +94,10 @@ def _text(body: dict[str, Any], name: str, limit: int, *, allow_empty: bool = Fa
         raise _BadRequest(422, f"field {name!r} is empty; send some text")
     if len(value) > limit:
         raise _BadRequest(422, f"field {name!r} has {len(value)} characters; the limit is {limit}")
+    if any("\ud800" <= ch <= "\udfff" for ch in value):  # JSON "\ud800": not encodable, 500
+        raise _BadRequest(
+            422, f"field {name!r} contains a lone UTF-16 surrogate; send valid Unicode"
+        )
     return value
 
 
@@ -151,6 +155,8 @@ def create_app(
                 parsed = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 return error(400, f"malformed JSON: {e}")
+            except RecursionError:  # "[[[[…" within the size limit (found by test_security)
+                return error(400, "malformed JSON: nested too deeply")
             if not isinstance(parsed, dict):
                 return error(422, 'the JSON body must be an object like {"prompt": "…"}')
             request.state.body = parsed
@@ -222,6 +228,8 @@ def create_app(
         if top_p is not None and not 0 < top_p <= 1:
             raise _BadRequest(422, f"top_p must be in (0, 1], got {top_p}")
         seed = _field(body, "seed", int, 0)
+        if not 0 <= seed < 2**63:  # torch.Generator.manual_seed overflows beyond (test_security)
+            raise _BadRequest(422, f"seed must be an int in [0, 2**63), got {seed}")
         kwargs: dict[str, Any] = {}
         if strategy == "sample":
             kwargs = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
