@@ -496,19 +496,158 @@ def load_modern_gpt() -> tuple[nn.Module, Any, dict[str, Any]]:
     return load_checkpoint(path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m llmbook.finetune pretrain [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "pretrain":
-        print(
-            "usage: python -m llmbook.finetune pretrain [--steps N] [--out DIR] …", file=sys.stderr
+SENTIMENT_LABELS = ("负面", "正面")
+
+
+def run_sentiment_method(
+    method: str,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    max_len: int = 64,
+    lr: float | None = None,
+    lora_r: int = 8,
+    lora_alpha: float = 16.0,
+    train_subset: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[GPTClassifier, Any, dict[str, Any]]:
+    """Fine-tune a classifier on the sentiment train split with one of three methods.
+
+    ``"full"``: every weight of the pretrained GPT plus the head; ``"lora"``: LoRA on the
+    attention and MLP projections plus the head (body frozen); ``"scratch"``: the same
+    architecture randomly initialised, all weights trained.  ``train_subset`` takes the
+    first ``n`` training reviews of a fixed shuffle.  Returns the model (LoRA still
+    unmerged), the tokenizer and a record with the settings, parameter shares and time.
+    """
+    from llmbook.datasets import load_sentiment
+    from llmbook.lora import apply_lora, mark_trainable, trainable_share
+    from llmbook.models.gpt import GPT
+
+    if method not in ("full", "lora", "scratch"):
+        raise ValueError(f"method must be 'full', 'lora' or 'scratch', got {method!r}")
+    gpt, tok, _ = load_modern_gpt()
+    torch.manual_seed(seed)
+    if method == "scratch":
+        gpt = GPT(getattr(gpt, "config"))  # noqa: B009
+    clf = GPTClassifier(gpt, 2)
+    if method == "lora":
+        apply_lora(clf, ["c_attn", "c_proj", "c_fc"], r=lora_r, alpha=lora_alpha)
+        mark_trainable(clf, ["head."])
+    train: list[Any] = list(load_sentiment("train"))
+    random.Random(seed).shuffle(train)
+    if train_subset is not None:
+        train = train[:train_subset]
+    if lr is None:
+        lr = {"full": 5e-4, "lora": 3e-3, "scratch": 1e-3}[method]
+    n_train, n_total, share = trainable_share(clf)
+    res = finetune_classifier(
+        clf,
+        tok,
+        [e.text for e in train],
+        [e.label for e in train],
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_len=max_len,
+        seed=seed,
+        progress=progress,
+    )
+    record = {
+        "method": method,
+        "steps": steps,
+        "batch_size": batch_size,
+        "max_len": max_len,
+        "lr": lr,
+        "train_examples": len(train),
+        "trainable_parameters": n_train,
+        "total_parameters": n_total,
+        "trainable_share": share,
+        "seconds": res.seconds,
+        "losses": [round(x, 4) for x in res.losses],
+    }
+    if method == "lora":
+        record.update(lora_r=lora_r, lora_alpha=lora_alpha)
+    return clf, tok, record
+
+
+def strip_lora(model: nn.Module) -> nn.Module:
+    """Replace merged :class:`~llmbook.lora.LoRALinear` layers by their (merged) base Linear."""
+    from llmbook.lora import LoRALinear
+
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, LoRALinear):
+            if not mod.merged:
+                raise ValueError(f"{name} is not merged; call merge_lora(model) first")
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, mod.base)
+    return model
+
+
+def sentiment_main(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune full / LoRA / from-scratch classifiers and ship their test predictions."""
+    from llmbook.datasets import load_sentiment
+    from llmbook.lora import merge_lora
+    from llmbook.metrics import classification_report
+
+    p = argparse.ArgumentParser(prog="python -m llmbook.finetune sentiment")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--out", default="data/results/sentiment_finetune.json")
+    p.add_argument("--classifier-out", default="data/checkpoints/sentiment-gpt")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    torch.set_num_threads(args.threads)
+    test: list[Any] = list(load_sentiment("test"))
+    texts, gold = [e.text for e in test], [e.label for e in test]
+    command = "python -m llmbook.finetune sentiment " + " ".join(
+        argv if argv is not None else sys.argv[2:]
+    )
+    out: dict[str, Any] = {"command": command, "test_size": len(test), "runs": {}}
+    for method in ("full", "lora", "scratch"):
+        clf, tok, rec = run_sentiment_method(
+            method,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            max_len=args.max_len,
+            progress=False,
         )
+        if method == "lora":
+            merge_lora(clf)
+            strip_lora(clf)
+        pred, _ = predict(clf, tok, texts, max_len=args.max_len)
+        rec["test_predictions"] = pred
+        rec["test_accuracy"] = classification_report(gold, pred).accuracy
+        out["runs"][method] = rec
+        print(
+            f"{method}: accuracy {rec['test_accuracy']:.4f} in {rec['seconds']:.0f} s", flush=True
+        )
+        if method == "lora" and args.classifier_out:
+            save_classifier(
+                args.classifier_out,
+                clf,
+                tok,
+                SENTIMENT_LABELS,
+                max_len=args.max_len,
+                extra={
+                    "description": "sentiment classifier: gpt-modern + LoRA (merged); "
+                    "results in data/results/sentiment_finetune.json",
+                    "command": command,
+                },
+            )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m llmbook.finetune pretrain|sentiment [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("pretrain", "sentiment"):
+        print("usage: python -m llmbook.finetune pretrain|sentiment [options]", file=sys.stderr)
         return 2
-    return pretrain_main(argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return pretrain_main(argv[1:]) if argv[0] == "pretrain" else sentiment_main(argv[1:])
 
 
 # --------------------------------------------------------------------------- saving a classifier
@@ -583,3 +722,7 @@ def load_classifier(path: str | Path) -> tuple[GPTClassifier, Any, dict[str, Any
     clf.eval()
     info = {**info, "meta": meta}
     return clf, tok, info
+
+
+if __name__ == "__main__":
+    sys.exit(main())
