@@ -82,9 +82,9 @@ def test_chapter_page_renders_chinese_with_a_cjk_font(site, browser):
     shot = SHOTS / "01_background.png"
     page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000
-    heading = page.locator("main h1").first.inner_text()
+    heading = page.locator("main section h1").first.inner_text()
     assert "背景介绍" in heading
-    fonts = _fonts_of(page, "main h1")
+    fonts = _fonts_of(page, "main section h1")
     cjk = [f for f in fonts if "CJK" in f["familyName"] or "Hei" in f["familyName"]]
     assert cjk and sum(f["glyphCount"] for f in cjk) >= 4, (
         f"Chinese drawn without a CJK font: {fonts}"
