@@ -25,7 +25,15 @@ from typing import Any
 import tomllib
 import torch
 
-__all__ = ["main", "load_config", "RunConfig", "ConfigError", "DEFAULT_CHECKPOINT", "build_corpus"]
+__all__ = [
+    "main",
+    "load_config",
+    "config_path",
+    "RunConfig",
+    "ConfigError",
+    "DEFAULT_CHECKPOINT",
+    "build_corpus",
+]
 
 DEFAULT_CHECKPOINT = "data/checkpoints/gpt-poetry"
 CORPORA = ("poems",)
@@ -99,8 +107,24 @@ def _parse_value(text: str) -> Any:
         return text  # a bare string
 
 
+def config_path(name: str) -> Path:
+    """Path of a shipped config by name (``"cpu-tiny"`` → ``<repository>/configs/cpu-tiny.toml``)."""
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no shipped config named {name!r} at {path}; the repository's configs/ folder has "
+            "cpu-tiny, cpu-small and gpu-small (clone the repository to get it)"
+        )
+    return path
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML config; ``overrides`` like ``["train.max_steps=10"]`` replace values."""
+    """Read a TOML config; ``overrides`` like ``["train.max_steps=10"]`` replace values.
+
+    ``path`` may also be the name of a shipped config, e.g. ``"cpu-tiny"``.
+    """
+    if isinstance(path, str) and not path.endswith(".toml") and "/" not in path:
+        path = config_path(path)
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
