@@ -239,6 +239,9 @@ class RNNLMConfig:
     gradients flow back at most ``block_size`` steps.  ``impl="torch"`` runs the fused
     ``torch.nn.RNN``/``LSTM`` kernel, ``impl="formula"`` the readable :class:`Recurrent`
     loop; both have the same parameters (the tests check that they agree).
+    ``forget_bias`` is the initial bias of the LSTM forget gate (ignored for ``"rnn"``):
+    the larger it is, the closer :math:`f_t` starts to 1 and the longer memories (and
+    gradients) survive before training has learnt when to forget.
     """
 
     vocab_size: int
@@ -249,6 +252,7 @@ class RNNLMConfig:
     num_layers: int = 1
     dropout: float = 0.0
     impl: Literal["torch", "formula"] = "torch"
+    forget_bias: float = 1.0
 
     def __post_init__(self) -> None:
         if self.cell not in ("rnn", "lstm"):
@@ -292,7 +296,7 @@ class RNNLM(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
         if c.cell == "lstm":
-            self._init_forget_bias(1.0)
+            self._init_forget_bias(c.forget_bias)
 
     @torch.no_grad()
     def _init_forget_bias(self, value: float) -> None:
