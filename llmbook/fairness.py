@@ -17,8 +17,9 @@ The one-sided **permutation p-value** is the share of equal-size re-partitions
 :math:`(X_i, Y_i)` of :math:`X\cup Y` with :math:`S(X_i, Y_i) \ge S(X, Y)`: how often a
 random relabelling of the targets looks at least as biased as the real one.
 
-Works with any object that maps words to vectors like gensim's ``KeyedVectors``
-(``word in kv`` and ``kv[word]``).
+Works with any object that maps words to vectors: gensim's ``KeyedVectors`` or a dict
+(``word in kv`` and ``kv[word]``), or :class:`llmbook.embeddings.Embeddings`
+(``word in emb`` and ``emb.vector(word)``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,15 @@ class WEATResult:
     missing: tuple[str, ...]
 
 
+def _vector(kv: Any, word: str) -> np.ndarray:
+    # gensim KeyedVectors / dicts: kv[word]; llmbook.embeddings.Embeddings: kv.vector(word)
+    if hasattr(kv, "vector") and callable(kv.vector):
+        return np.asarray(kv.vector(word), dtype=np.float64)
+    return np.asarray(kv[word], dtype=np.float64)
+
+
 def _matrix(kv: Any, words: Sequence[str]) -> np.ndarray:
-    m = np.stack([np.asarray(kv[w], dtype=np.float64) for w in words])
+    m = np.stack([_vector(kv, w) for w in words])
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     if np.any(norms == 0):
         zero = [w for w, n in zip(words, norms[:, 0]) if n == 0]
