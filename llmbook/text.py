@@ -35,6 +35,7 @@ __all__ = [
     "word_spans",
     "segmentation_scores",
     "segmentation_errors",
+    "words_missing_from_jieba",
     "SEGMENT_MODES",
     "FULLWIDTH_ALNUM",
 ]
@@ -289,6 +290,28 @@ def segmentation_errors(
                 pw = "/".join(text[x:y] for x, y in _pairs(sorted(x for x in pb if a <= x <= b)))
                 errs[(gw, pw)] += 1
     return [(g, p, c) for (g, p), c in errs.most_common(top)]
+
+
+def words_missing_from_jieba(
+    token_lists: Iterable[Sequence[str]], min_count: int = 3, min_len: int = 2
+) -> list[tuple[str, int]]:
+    """Words of a segmented corpus that jieba's dictionary lacks, as ``(word, count)``.
+
+    These are candidates for a user dictionary: words of at least ``min_len`` characters
+    seen at least ``min_count`` times, made of Chinese characters and ASCII letters/digits
+    (such as ``1997年``), most frequent first.
+    """
+    freq = _default_jieba().FREQ
+    counts = count_tokens(token_lists)
+    out = [
+        (w, c)
+        for w, c in counts.items()
+        if c >= min_count
+        and len(w) >= min_len
+        and not freq.get(w)
+        and all("\u4e00" <= ch <= "\u9fff" or (ch.isascii() and ch.isalnum()) for ch in w)
+    ]
+    return sorted(out, key=lambda x: (-x[1], x[0]))
 
 
 def _boundaries(words: Sequence[str]) -> set[int]:
