@@ -92,3 +92,14 @@ def test_segmentation_scores_and_errors() -> None:
         segmentation_scores([["新年"]], [["新", "春"]])
     with pytest.raises(ValueError, match="aligned lists"):
         segmentation_scores(gold, pred[:1])
+
+
+def test_words_missing_from_jieba() -> None:
+    from llmbook.text import words_missing_from_jieba
+
+    corpus = [["中国", "龘靐齉", "1997年", "，"]] * 3 + [["罕罕见词"]]
+    got = words_missing_from_jieba(corpus, min_count=3)
+    words = [w for w, _ in got]
+    assert "龘靐齉" in words and "中国" not in words and "，" not in words
+    assert "罕罕见词" not in words  # seen once only
+    assert all(c == 3 for _, c in got)
