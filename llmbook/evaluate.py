@@ -32,6 +32,7 @@ from torch import nn
 __all__ = [
     "SupportsEncode",
     "bits_per_char",
+    "protocol_sequences",
     "sequence_nll",
     "nats_to_bits",
     "bpc_from_token_loss",
@@ -163,6 +164,32 @@ def sequence_nll(
     return total, count
 
 
+def protocol_sequences(
+    tokenizer: SupportsEncode, texts: Iterable[str], block_size: int
+) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """The ``(inputs, targets)`` windows that :func:`bits_per_char` scores, and the char count.
+
+    For each text the inputs are ``<bos>`` + the tokens of ``text + "\n"`` except the
+    last, the targets are the tokens of ``text + "\n"``; sequences longer than
+    ``block_size`` are cut into sliding windows that score every target once.  Feed the
+    result to :func:`sequence_nll` to get the total negative log-likelihood in nats.
+    """
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got one str; wrap it: [text]")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    sequences: list[tuple[list[int], list[int]]] = []
+    n_chars = 0
+    for text in texts:
+        ids = tokenizer.encode(text + "\n")
+        if not ids:
+            raise ValueError(f"the tokenizer encoded {text!r} + newline to no tokens")
+        inputs = [tokenizer.bos_id] + ids[:-1]
+        sequences.extend(_windows(inputs, ids, block_size))
+        n_chars += len(text) + 1
+    return sequences, n_chars
+
+
 def bits_per_char(
     model: nn.Module,
     tokenizer: SupportsEncode,
@@ -191,16 +218,7 @@ def bits_per_char(
             raise TypeError(
                 f"the tokenizer has no {name!r}; pass a tokenizer from llmbook.tokenizers"
             )
-    block = _block_size(model)
-    sequences: list[tuple[list[int], list[int]]] = []
-    n_chars = 0
-    for text in texts:
-        ids = tokenizer.encode(text + "\n")
-        if not ids:
-            raise ValueError(f"the tokenizer encoded {text!r} + newline to no tokens")
-        inputs = [tokenizer.bos_id] + ids[:-1]
-        sequences.extend(_windows(inputs, ids, block))
-        n_chars += len(text) + 1
+    sequences, n_chars = protocol_sequences(tokenizer, texts, _block_size(model))
     was_training = model.training
     model.eval()
     try:

@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmbook.evaluate import _windows, bits_per_char, bpc_from_token_loss, perplexity
+from llmbook.evaluate import (
+    _windows,
+    bits_per_char,
+    bpc_from_token_loss,
+    perplexity,
+    protocol_sequences,
+    sequence_nll,
+)
 from llmbook.tokenizers import CharTokenizer
 
 TEXTS = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。", "春眠不觉晓，处处闻啼鸟。"]
@@ -125,3 +132,14 @@ def test_clear_errors(tok: CharTokenizer) -> None:
 
     with pytest.raises(TypeError, match="block_size"):
         bits_per_char(NoConfig(), tok, TEXTS)
+
+
+def test_protocol_sequences_feed_sequence_nll(tok: CharTokenizer) -> None:
+    torch.manual_seed(2)
+    model = Bigram(tok.vocab_size, 6)
+    seqs, n_chars = protocol_sequences(tok, TEXTS, 6)
+    assert n_chars == sum(len(t) + 1 for t in TEXTS)
+    assert all(len(x) == len(y) <= 6 for x, y in seqs)
+    total, count = sequence_nll(model, seqs)
+    assert count == n_chars  # a character tokenizer: one target per character
+    assert total / math.log(2) / n_chars == pytest.approx(bits_per_char(model, tok, TEXTS))
