@@ -36,6 +36,7 @@ __all__ = [
     "QualityReport",
     "quality_filter",
     "clean_corpus",
+    "make_dirty_corpus",
 ]
 
 
@@ -201,3 +202,43 @@ def clean_corpus(
         kept = [t for t, d in zip(kept, nd) if not d]
     rep.kept = kept
     return rep
+
+
+def make_dirty_corpus(
+    clean: Sequence[str],
+    *,
+    seed: int = 0,
+    popular_frac: float = 0.05,
+    exact_copies: int = 10,
+    near_copies: int = 5,
+    fragment_frac: float = 0.1,
+) -> tuple[list[str], dict[str, int]]:
+    """Add the dirt of a scraped corpus to clean texts, in known amounts.
+
+    A ``popular_frac`` share of the texts is repeated ``exact_copies`` times verbatim (the
+    same poem on many web pages) and ``near_copies`` times with one punctuation mark
+    changed (re-typeset copies); a ``fragment_frac`` share is added as truncated records
+    of 1–6 characters.  Returns the shuffled corpus and how many texts of each kind it has.
+    """
+    import random
+
+    rng = random.Random(seed)
+    popular = rng.sample(list(clean), max(1, int(popular_frac * len(clean))))
+    dups = [p for p in popular for _ in range(exact_copies)]
+    near = [
+        p.replace("。", "！", 1) if i % 2 else p.replace("，", "、", 1)
+        for i, p in enumerate(popular)
+        for _ in range(near_copies)
+    ]
+    fragments = [
+        p[: rng.randint(1, 6)] for p in rng.sample(list(clean), int(fragment_frac * len(clean)))
+    ]
+    dirty = list(clean) + dups + near + fragments
+    rng.shuffle(dirty)
+    counts = {
+        "clean": len(clean),
+        "exact_copies": len(dups),
+        "near_copies": len(near),
+        "fragments": len(fragments),
+    }
+    return dirty, counts

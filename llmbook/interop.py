@@ -26,7 +26,14 @@ import torch
 
 from llmbook.models.gpt import GPT, GPTConfig
 
-__all__ = ["to_hf", "from_hf", "hf_config", "to_hf_tokenizer", "CONV1D_WEIGHTS"]
+__all__ = [
+    "to_hf",
+    "from_hf",
+    "hf_config",
+    "to_hf_tokenizer",
+    "mean_hidden_states",
+    "CONV1D_WEIGHTS",
+]
 
 #: Parameters stored transposed in GPT-2 (Conv1D: ``[in, out]``).
 CONV1D_WEIGHTS = (
@@ -208,3 +215,42 @@ def to_hf_tokenizer(tokenizer: Any) -> Any:
         bos_token="<bos>",
         eos_token="<eos>",
     )
+
+
+@torch.no_grad()
+def mean_hidden_states(
+    hf_model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    batch_size: int = 64,
+    max_len: int | None = None,
+) -> Any:
+    """Sentence vectors from a converted model: last hidden states averaged over tokens.
+
+    ``hf_model`` is a ``GPT2LMHeadModel`` (or ``GPT2Model``); ``tokenizer`` a book
+    tokenizer (``encode``, ``pad_id``).  Texts are cut to their first ``max_len`` tokens
+    (default: the model's context) and padded per batch; padding is masked out of the attention and of the average.
+    Returns a NumPy array ``[len(texts), n_embd]``.
+    """
+    import numpy as np
+
+    if max_len is None:
+        max_len = int(hf_model.config.n_positions)
+    if max_len > hf_model.config.n_positions:
+        raise ValueError(
+            f"max_len {max_len} exceeds the model's context of {hf_model.config.n_positions}"
+        )
+    body = getattr(hf_model, "transformer", hf_model)
+    feats = []
+    for i in range(0, len(texts), batch_size):
+        enc = [
+            list(tokenizer.encode(t))[:max_len] or [tokenizer.unk_id]
+            for t in texts[i : i + batch_size]
+        ]
+        n = max(len(e) for e in enc)
+        ids = torch.tensor([e + [tokenizer.pad_id] * (n - len(e)) for e in enc])
+        mask = torch.tensor([[1.0] * len(e) + [0.0] * (n - len(e)) for e in enc])
+        h = body(ids, attention_mask=mask).last_hidden_state
+        feats.append(((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).numpy())
+    return np.concatenate(feats)

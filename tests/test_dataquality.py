@@ -42,3 +42,16 @@ def test_quality_filter_reasons():
     rep2 = clean_corpus([POEM, POEM, POEM.replace("霜", "雪"), "。"])
     assert rep2.kept == [POEM]
     assert rep2.removed["exact_duplicate"] == 1 and rep2.removed["near_duplicate"] == 1
+
+
+def test_dirty_corpus_is_cleaned_back():
+    from llmbook.dataquality import make_dirty_corpus
+
+    clean = [f"第{i}首诗，" + "春风又绿江南岸，明月何时照我还。" [i % 7 :] + str(i) for i in range(40)]
+    clean = [c.replace(str(i), "") + "山水" * (i % 5) + "花鸟" * (i % 3) for i, c in enumerate(clean)]
+    dirty, counts = make_dirty_corpus(clean, seed=0, popular_frac=0.1)
+    assert len(dirty) == sum(counts.values())
+    assert counts["exact_copies"] == 4 * 10 and counts["fragments"] == 4
+    rep = clean_corpus(dirty, min_chars=8, near=False)
+    assert rep.removed["too_short"] == counts["fragments"]
+    assert rep.removed["exact_duplicate"] >= counts["exact_copies"]

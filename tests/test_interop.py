@@ -108,3 +108,16 @@ def test_tokenizer_same_ids():
     s = "床前明月光，\n疑是x"
     assert hf_tok(s)["input_ids"] == tok.encode(s)
     assert hf_tok.decode(tok.encode("明月光")) == "明月光"
+
+
+def test_mean_hidden_states_ignores_padding():
+    from llmbook.interop import mean_hidden_states
+
+    tok = CharTokenizer.fit(["床前明月光疑是地上霜"])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, n_embd=8))
+    hf = to_hf(model)
+    together = mean_hidden_states(hf, tok, ["床前明月光", "霜"])
+    alone = mean_hidden_states(hf, tok, ["霜"])
+    assert together.shape == (2, 8)
+    assert abs(together[1] - alone[0]).max() < 1e-5
