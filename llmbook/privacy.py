@@ -122,7 +122,8 @@ def _ids(tokenizer: Any, text: str, what: str, add_bos: bool = False) -> list[in
     if unk is not None and unk in ids[int(add_bos) :]:
         raise ValueError(
             f"the {what} {text!r} contains characters the tokenizer does not know; fit the "
-            "tokenizer on the training text *with* the canaries inserted"
+            "tokenizer on the training text *with* the canaries inserted, plus the whole "
+            "secret alphabet (e.g. CharTokenizer.fit(texts + ['0123456789']))"
         )
     return ids
 
