@@ -130,3 +130,12 @@ def test_config_errors() -> None:
         Recurrent("gru", 2, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"shape \[batch, time\]"):
         RNNLM(RNNLMConfig(vocab_size=5))(torch.zeros(3, dtype=torch.long))
+
+
+def test_forget_bias_sets_only_the_forget_gate() -> None:
+    m = RNNLM(RNNLMConfig(vocab_size=5, n_embd=3, hidden_size=4, num_layers=2, forget_bias=3.0))
+    for layer in range(2):
+        b_ih = getattr(m.rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(m.rnn, f"bias_hh_l{layer}")
+        assert torch.all(b_ih[4:8] == 3.0) and torch.all(b_hh[4:8] == 0.0)
+        assert not torch.all(b_ih[:4] == 3.0)  # the other gates keep their random init
