@@ -35,6 +35,7 @@ __all__ = [
     "QAItem",
     "load_qa",
     "qa_passages",
+    "gold_segmentation",
 ]
 
 _PUNCT = set("，。、；：？！“”‘’（）《》—…·「」『』【】,.;:?!()\"' \u3000")
@@ -238,6 +239,18 @@ def qa_passages(min_chars: int = 20) -> tuple[list[int], list[str]]:
             ids.append(i)
     lines = people_daily_text()
     return ids, [lines[i] for i in ids]
+
+
+def gold_segmentation() -> dict[int, list[str]]:
+    """People's Daily gold word segmentation, ``{line id: words}``, NFKC-normalised and
+    without punctuation (the same normalisation as :func:`tokenize_zh`)."""
+    from llmbook.datasets import load_people_daily
+
+    out = {}
+    for i, sent in enumerate(load_people_daily()):
+        words = [unicodedata.normalize("NFKC", w) for w in sent.words]
+        out[i] = [w for w in words if w.strip() and not all(c in _PUNCT for c in w)]
+    return out
 
 
 def load_qa(path: str | None = None) -> list[QAItem]:

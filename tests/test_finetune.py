@@ -153,3 +153,25 @@ def test_no_sentiment_valid_or_test_text_in_pretraining_data() -> None:
     kept = train_reviews & set(corpus)
     assert len(kept) > 0.99 * len(train_reviews)  # only the few near-duplicates are dropped
     assert not set(modern_pretraining_texts("valid")) & set(corpus)
+
+
+def test_tfidf_baseline_and_snownlp() -> None:
+    from llmbook.finetune import snownlp_predict, tfidf_logreg
+
+    texts = ["很好用，满意", "质量差，失望", "非常好，推荐", "太差了，退货"] * 5
+    labels = [1, 0, 1, 0] * 5
+    res = tfidf_logreg(texts, labels, ["满意，推荐", "失望，退货"], folds=2)
+    assert len(res.cv_accuracy) == 2 and res.test_predictions == [1, 0]
+    assert res.n_parameters > 0
+    assert snownlp_predict(["这个东西非常好，很满意", ""]) == [1, 1]
+
+
+def test_evaluate_instructions_scores_form(tiny: tuple[GPT, CharTokenizer]) -> None:
+    from llmbook.finetune import evaluate_instructions
+
+    gpt, tok = tiny
+    ev = evaluate_instructions(
+        gpt, tok, [("写一首五言绝句，题目：静夜思", "五言绝句", "静夜思")], max_new_tokens=5
+    )
+    assert len(ev.outputs) == 1 and ev.both_ok in (0.0, 1.0)
+    assert 0.0 <= ev.title_char_share <= 1.0
