@@ -47,8 +47,12 @@ def test_quality_filter_reasons():
 def test_dirty_corpus_is_cleaned_back():
     from llmbook.dataquality import make_dirty_corpus
 
-    clean = [f"第{i}首诗，" + "春风又绿江南岸，明月何时照我还。" [i % 7 :] + str(i) for i in range(40)]
-    clean = [c.replace(str(i), "") + "山水" * (i % 5) + "花鸟" * (i % 3) for i, c in enumerate(clean)]
+    clean = [
+        f"第{i}首诗，" + "春风又绿江南岸，明月何时照我还。"[i % 7 :] + str(i) for i in range(40)
+    ]
+    clean = [
+        c.replace(str(i), "") + "山水" * (i % 5) + "花鸟" * (i % 3) for i, c in enumerate(clean)
+    ]
     dirty, counts = make_dirty_corpus(clean, seed=0, popular_frac=0.1)
     assert len(dirty) == sum(counts.values())
     assert counts["exact_copies"] == 4 * 10 and counts["fragments"] == 4
