@@ -381,8 +381,9 @@ def generate_text(
     Each result is the prompt followed by the continuation, up to (not including) the
     first ``stop_at`` string (default ``"\\n"``, the end of a poem in the book's corpus).
     The model sees ``<bos>`` + the prompt.  ``num_samples`` continuations are drawn per
-    prompt; ``seed`` makes sampling reproducible.  Other keyword arguments go to
-    :func:`generate`.
+    prompt (results are grouped by prompt, in order); prompts of equal length are
+    generated as one batch.  ``seed`` makes sampling reproducible.  Other keyword
+    arguments go to :func:`generate`.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not isinstance(num_samples, int) or num_samples < 1:
@@ -396,10 +397,16 @@ def generate_text(
     gen = torch.Generator(device=device)
     if seed is not None:
         gen.manual_seed(seed)
-    out: list[str] = []
-    for p in prompts:
-        ids = _encode_prompt(tokenizer, p)
-        idx = torch.tensor([ids] * num_samples, dtype=torch.long)
+    encoded = [_encode_prompt(tokenizer, p) for p in prompts]
+    # Prompts of the same length are generated together, as one batch.
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        groups.setdefault(len(ids), []).append(i)
+    results: dict[int, list[str]] = {}
+    for length, members in groups.items():
+        idx = torch.tensor(
+            [encoded[i] for i in members for _ in range(num_samples)], dtype=torch.long
+        )
         seqs = generate(
             model,
             idx,
@@ -409,14 +416,17 @@ def generate_text(
             use_cache=use_cache,
             generator=gen,
             **kwargs,
-        )
-        n_prompt = min(len(ids), _block_size(model))
-        for row in seqs.tolist():
-            text = tokenizer.decode(row[n_prompt:])
-            if stop_at and stop_at in text:
-                text = text[: text.index(stop_at)]
-            out.append(p + text)
-    return out
+        ).tolist()
+        n_prompt = min(length, _block_size(model))
+        for j, i in enumerate(members):
+            texts = []
+            for row in seqs[j * num_samples : (j + 1) * num_samples]:
+                text = tokenizer.decode(row[n_prompt:])
+                if stop_at and stop_at in text:
+                    text = text[: text.index(stop_at)]
+                texts.append(prompts[i] + text)
+            results[i] = texts
+    return [t for i in range(len(prompts)) for t in results[i]]
 
 
 def is_regular_poem(text: str, chars_per_line: int | None = None) -> bool:
