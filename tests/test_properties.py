@@ -148,7 +148,6 @@ def test_word_tokenizer_round_trip(corpus: list[str]) -> None:
         # documented: jieba's whitespace tokens are dropped; every other character survives
         back = tok.decode(ids)
         assert _no_space(back) == _no_space(text)
-        assert _no_space(tok.decode(tok.encode(back))) == _no_space(text)
 
 
 def _no_space(s: str) -> str:
