@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from typing import Any
 
-__all__ = ["NetworkBlockedError", "install", "uninstall", "is_loopback"]
+__all__ = ["NetworkBlockedError", "install", "uninstall", "installed", "is_loopback"]
 
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
@@ -51,6 +51,11 @@ def _check(sock: socket.socket, address: Any, what: str) -> None:
             f"{what} to {host!r} blocked: the test suite runs offline and may only reach "
             "127.0.0.1/::1 (start a local server for network tests)"
         )
+
+
+def installed() -> bool:
+    """Is the guard in place (e.g. installed suite-wide by conftest.py)?"""
+    return bool(_saved)
 
 
 def install() -> None:

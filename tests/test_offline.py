@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import netguard
@@ -56,13 +57,15 @@ def test_create_connection_and_http_clients_are_blocked() -> None:
 
 
 @pytest.fixture
-def guarded() -> object:
+def guarded() -> Iterator[None]:
+    already = netguard.installed()  # conftest.py may install it for the whole suite
     netguard.install()
     yield
-    netguard.uninstall()
+    if not already:
+        netguard.uninstall()
 
 
-def test_netguard_closes_connect_ex_udp_and_dns(guarded: object) -> None:
+def test_netguard_closes_connect_ex_udp_and_dns(guarded: None) -> None:
     """pytest-socket's allow-list wraps only ``connect``; netguard covers the other exits."""
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -93,6 +96,8 @@ def test_netguard_closes_connect_ex_udp_and_dns(guarded: object) -> None:
 
 
 def test_netguard_uninstall_restores_socket() -> None:
+    if netguard.installed():
+        pytest.skip("netguard is installed for the whole suite")
     before = (socket.socket.connect_ex, socket.socket.sendto, socket.getaddrinfo)
     netguard.install()
     assert socket.getaddrinfo is not before[2]
