@@ -354,8 +354,8 @@ class ChatTemplate:
     follows it and ends with ``end`` (``"\\n"``, the poem GPT's end-of-text marker).
     """
 
-    user: str = "问："
-    assistant: str = "答："
+    user: str = "问"
+    assistant: str = "答"
     end: str = "\n"
 
     def render(self, instruction: str) -> str:
@@ -406,19 +406,28 @@ def collate_sft(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tu
 
 
 _INSTRUCTIONS = {
-    "五言绝句": "写一首五言绝句，题目：{title}",
-    "七言绝句": "写一首七言绝句，题目：{title}",
+    "五言绝句": "写一首五言绝句，题为{title}",
+    "七言绝句": "写一首七言绝句，题为{title}",
 }
 
 
 def poem_instructions(
-    poems: Sequence[Any], forms: Sequence[str] = ("五言绝句", "七言绝句")
+    poems: Sequence[Any],
+    forms: Sequence[str] = ("五言绝句", "七言绝句"),
+    tokenizer: Any = None,
 ) -> list[tuple[str, str]]:
-    """``(instruction, poem text)`` pairs, e.g. 「写一首五言绝句，题目：静夜思」 → the poem."""
+    """``(instruction, poem text)`` pairs, e.g. 「写一首五言绝句，题为静夜思」 → the poem.
+
+    With ``tokenizer``, pairs containing a character outside its vocabulary are skipped
+    (titles with spaces or rare characters), so no ``<unk>`` enters the training data.
+    """
     out = []
     for p in poems:
         if p.form in forms and p.form in _INSTRUCTIONS and p.title:
-            out.append((_INSTRUCTIONS[p.form].format(title=p.title), p.text))
+            pair = (_INSTRUCTIONS[p.form].format(title=p.title), p.text)
+            if tokenizer is not None and not all(c in tokenizer for c in CHAT.full(*pair)):
+                continue
+            out.append(pair)
     return out
 
 

@@ -138,7 +138,9 @@ def test_form_compliance_and_instructions() -> None:
     class P:
         form, title, text = "五言绝句", "静夜思", "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
 
-    assert poem_instructions([P()]) == [("写一首五言绝句，题目：静夜思", P.text)]
+    assert poem_instructions([P()]) == [("写一首五言绝句，题为静夜思", P.text)]
+    tok = CharTokenizer.fit([P.text])
+    assert poem_instructions([P()], tokenizer=tok) == []  # instruction characters unknown
 
 
 def test_no_sentiment_valid_or_test_text_in_pretraining_data() -> None:
