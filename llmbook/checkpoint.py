@@ -170,6 +170,10 @@ def save_checkpoint(
             "config so that load_checkpoint can rebuild it"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a process killed while saving leaves its torn temporary directory behind; remove
+    # those, or every crash would cost a checkpoint's worth of disk (tests/test_faults.py)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         save_file(
