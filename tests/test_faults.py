@@ -233,6 +233,7 @@ def test_sigkill_during_checkpoint_write_keeps_previous_and_resume_is_exact(
     assert len(report["reference"]) == TRAIN["max_steps"]
     assert load_checkpoint(out / "last")[2]["steps"] == TRAIN["max_steps"]
     assert not (out / ".last.old").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["last"]  # the torn write is cleaned up
 
 
 # --------------------------------------------------------------------------- corruption
