@@ -13,7 +13,6 @@ STAMPS := .stamps
 APT_PACKAGES := $(shell grep -v '^\#' apt.txt)
 JB_FLAGS := -W -n --keep-going
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: help setup book test unit chapters lint typecheck browser bench data manifest notebook execute sync-repo-url clean
 
@@ -104,8 +103,7 @@ notebook: setup
 	@test -n "$(NB)" || { echo "usage: make notebook NB=01_background"; exit 2; }
 	@echo ">>> [notebook] chapters/src/$(NB).md -> chapters/$(NB).ipynb (executed)"
 	$(BIN)/jupytext --quiet --to ipynb --output chapters/$(NB).ipynb chapters/src/$(NB).md
-	$(BIN)/jupyter nbconvert --log-level=WARN --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=900 chapters/$(NB).ipynb
+	cd chapters && ../$(BIN)/jupyter-execute --inplace --timeout=900 $(NB).ipynb
 
 execute: setup
 	@for src in chapters/src/*.md; do $(MAKE) --no-print-directory notebook NB=$$(basename $$src .md); done

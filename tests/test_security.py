@@ -275,7 +275,9 @@ INTERESTING = st.sampled_from(
     [0, 1, -1, 2**63, 2**64, -(2**63) - 1, 1e-300, 1e300, 5e-324, 0.5, "sample", "greedy",
      "beam", "", "春风", "\ud800", "春\udfff风", "<eos>", "\x00", "a" * 41]
 )  # fmt: skip
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @FUZZ
