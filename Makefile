@@ -61,7 +61,19 @@ $(STAMPS)/mermaid: | $(STAMPS)
 	  find _static/mermaid -name '*.map' -delete; rm -rf $$tmp; touch $@; \
 	else echo ">>> npm not found: diagrams will need mermaid from the network"; fi
 
-setup: $(STAMPS)/apt $(STAMPS)/pip $(STAMPS)/mermaid
+# MathJax 3, served from the book itself so formulas render offline too.
+MATHJAX_VERSION := 3.2.2
+$(STAMPS)/mathjax: | $(STAMPS)
+	@echo ">>> [setup] vendoring mathjax@$(MATHJAX_VERSION) into _static/mathjax (npm pack)"
+	@if command -v npm >/dev/null; then \
+	  tmp=$$(mktemp -d); (cd $$tmp && npm pack mathjax@$(MATHJAX_VERSION) --silent >/dev/null 2>&1 && tar xzf mathjax-*.tgz); \
+	  rm -rf _static/mathjax && mkdir -p _static/mathjax && \
+	  cp $$tmp/package/es5/tex-chtml.js _static/mathjax/ && \
+	  cp -r $$tmp/package/es5/input $$tmp/package/es5/output $$tmp/package/es5/a11y $$tmp/package/es5/ui $$tmp/package/es5/adaptors _static/mathjax/ 2>/dev/null; \
+	  rm -rf $$tmp; touch $@; \
+	else echo ">>> npm not found: formulas will need MathJax from the network"; fi
+
+setup: $(STAMPS)/apt $(STAMPS)/pip $(STAMPS)/mermaid $(STAMPS)/mathjax
 	@echo ">>> [setup] done: $$($(BIN)/python --version), llmbook installed in $(VENV)"
 
 book: setup

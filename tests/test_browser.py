@@ -99,6 +99,14 @@ def test_chapter_page_renders_chinese_with_a_cjk_font(site, browser):
     page.close()
 
 
+def test_formulas_render_offline(site, browser):
+    page = browser.new_page()
+    page.goto(f"{site}/chapters/04_math.html", wait_until="networkidle")
+    page.wait_for_selector("mjx-container", timeout=30_000)
+    assert page.locator("mjx-container").count() >= 10
+    page.close()
+
+
 def test_mermaid_diagram_renders_offline(site, browser):
     page = browser.new_page()
     page.goto(f"{site}/chapters/01_background.html", wait_until="networkidle")
