@@ -102,7 +102,7 @@ def test_chapter_page_renders_chinese_with_a_cjk_font(site, browser):
 def test_formulas_render_offline(site, browser):
     page = browser.new_page()
     page.goto(f"{site}/chapters/04_math.html", wait_until="networkidle")
-    page.wait_for_selector("mjx-container", timeout=30_000)
+    page.wait_for_selector("mjx-container", state="attached", timeout=30_000)
     assert page.locator("mjx-container").count() >= 10
     page.close()
 
