@@ -116,7 +116,9 @@ def setup_chinese_font(strict: bool = False) -> str | None:
         font_manager.fontManager.addfont(path)
         _chosen = font_manager.FontProperties(fname=path).get_name()
     rc = matplotlib.rcParams
-    rc["font.family"] = "sans-serif"
+    # An explicit family list lets matplotlib fall back glyph by glyph: CJK characters
+    # from the CJK font, symbols it lacks (e.g. subscripts ₂) from DejaVu Sans.
+    rc["font.family"] = [_chosen, "DejaVu Sans"]
     rc["font.sans-serif"] = [_chosen] + [f for f in rc["font.sans-serif"] if f != _chosen]
     rc["axes.unicode_minus"] = False
     return _chosen
