@@ -95,8 +95,8 @@ unit: setup
 	$(BIN)/python -m pytest tests -m "not browser" -q
 
 chapters: setup
-	@echo ">>> [chapters] pytest --nbval-lax chapters/ (every chapter executes; tagged cells must match)"
-	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:randomly chapters -q
+	@echo ">>> [chapters] pytest --nbval-lax chapters/ (every chapter executes offline: LLMBOOK_OFFLINE=1; tagged cells must match)"
+	LLMBOOK_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:randomly chapters -q
 
 browser: setup
 	@echo ">>> [browser] headless chromium over the built book"

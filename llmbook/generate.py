@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "GenerationError",
+    "GenerationTimeout",
     "generate",
     "generate_text",
     "process_logits",
@@ -53,6 +55,18 @@ SHIPPED = "checkpoints/gpt-poetry"
 
 class GenerationError(ValueError):
     """Bad generation parameters or prompt; the message says which and how to fix it."""
+
+
+class GenerationTimeout(GenerationError):
+    """Generation passed its ``deadline`` and was stopped (e.g. a server's per-request limit)."""
+
+
+def _check_deadline(deadline: float | None, produced: int) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise GenerationTimeout(
+            f"generation stopped after {produced} new tokens: it passed its deadline; "
+            "ask for fewer tokens or allow more time"
+        )
 
 
 def _validate(
@@ -205,6 +219,7 @@ def generate(
     eos_id: int | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    deadline: float | None = None,
 ) -> Tensor:
     """Continue every row of ``idx`` (``[B, T]`` token ids) by up to ``max_new_tokens``.
 
@@ -213,6 +228,10 @@ def generate(
     ``generator``) or ``"beam"`` (:func:`beam_search` with ``num_beams``).  A row that
     produces ``eos_id`` stops; its remaining positions are filled with ``eos_id``, and
     generation ends early when every row has stopped.  Returns ``[B, T + n]``.
+
+    ``deadline`` is a :func:`time.monotonic` time: past it, the loop stops between two
+    tokens and raises :class:`GenerationTimeout` (a server uses it to bound the work a
+    request can cause, not just how long the client waits).
     """
     _validate(strategy, max_new_tokens, temperature, top_k, top_p, repetition_penalty, num_beams)
     if idx.dim() != 2 or idx.size(1) == 0:
@@ -234,11 +253,13 @@ def generate(
                 length_penalty=length_penalty,
                 eos_id=eos_id,
                 use_cache=use_cache,
+                deadline=deadline,
             )
         step = _Stepper(model, use_cache)
         seqs = idx
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=device)
-        for _ in range(max_new_tokens):
+        for produced in range(max_new_tokens):
+            _check_deadline(deadline, produced)
             logits = step(seqs)
             if strategy == "greedy":
                 logits = process_logits(logits, seqs, repetition_penalty=repetition_penalty)
@@ -275,6 +296,7 @@ def beam_search(
     length_penalty: float = 1.0,
     eos_id: int | None = None,
     use_cache: bool = True,
+    deadline: float | None = None,
 ) -> Tensor:
     r"""Beam search: keep the ``num_beams`` most probable continuations of every row.
 
@@ -293,6 +315,7 @@ def beam_search(
     finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(B)]
     row_done = [False] * B
     for t in range(max_new_tokens):
+        _check_deadline(deadline, t)
         logits = step(seqs)
         logits = process_logits(logits, seqs, repetition_penalty=repetition_penalty)
         logp = F.log_softmax(logits, dim=-1)  # [B*K, V]

@@ -16,8 +16,12 @@ def setup_notebook(seed: int = 0) -> None:
     """Seed Python/NumPy/PyTorch, register a Chinese font for matplotlib, quiet jieba.
 
     Also fixes the figure size and resolution so that saved notebook outputs stay small
-    and identical from run to run.
+    and identical from run to run.  With ``LLMBOOK_OFFLINE=1`` in the environment (as in
+    ``make chapters``) the kernel can then reach only 127.0.0.1 (:mod:`llmbook.offline`).
     """
+    from llmbook.offline import install_if_requested
+
+    install_if_requested()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_seed(seed)
     import matplotlib

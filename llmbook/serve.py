@@ -119,7 +119,7 @@ def create_app(
     from starlette.concurrency import run_in_threadpool
 
     from llmbook.checkpoint import load_checkpoint
-    from llmbook.generate import GenerationError, generate_text
+    from llmbook.generate import GenerationError, GenerationTimeout, generate_text
 
     lim = limits or ServeLimits()
     model, tokenizer, meta = load_checkpoint(checkpoint_path)
@@ -162,8 +162,15 @@ def create_app(
             request.state.body = parsed
         return await call_next(request)
 
-    async def compute(fn: Callable[[], Any]) -> Any:
+    async def compute(fn: Callable[[float], Any]) -> Any:
+        """Run ``fn(deadline)`` in a worker thread, at most ``max_concurrency`` at a time.
+
+        The deadline goes to the generation loop itself, which stops between two tokens
+        once it has passed, so a timed-out request frees its slot and its CPU instead of
+        computing on in the background after the client got its 504.
+        """
         deadline = time.monotonic() + lim.timeout_s
+        too_long = _BadRequest(504, f"the request took longer than {lim.timeout_s:g} s")
 
         def locked() -> Any:
             # wait for a free slot only as long as the request may still take
@@ -171,14 +178,17 @@ def create_app(
                 raise _BadRequest(503, "the server is busy; retry in a moment")
             try:
                 with torch.no_grad():
-                    return fn()
+                    return fn(deadline)
+            except GenerationTimeout:
+                raise too_long from None
             finally:
                 gate.release()
 
         try:
-            return await asyncio.wait_for(run_in_threadpool(locked), timeout=lim.timeout_s)
+            # a little grace: the worker itself reports the timeout between two tokens
+            return await asyncio.wait_for(run_in_threadpool(locked), timeout=lim.timeout_s + 1.0)
         except asyncio.TimeoutError:
-            raise _BadRequest(504, f"the request took longer than {lim.timeout_s:g} s") from None
+            raise too_long from None
 
     @app.exception_handler(_BadRequest)
     async def bad_request(_: Request, exc: _BadRequest) -> JSONResponse:
@@ -236,8 +246,15 @@ def create_app(
         t0 = time.perf_counter()
         try:
             text = await compute(
-                lambda: generate_text(
-                    model, tokenizer, prompt, n, strategy=strategy, seed=seed, **kwargs
+                lambda deadline: generate_text(
+                    model,
+                    tokenizer,
+                    prompt,
+                    n,
+                    strategy=strategy,
+                    seed=seed,
+                    deadline=deadline,
+                    **kwargs,
                 )[0]
             )
         except GenerationError as e:
@@ -256,7 +273,7 @@ def create_app(
         _check_keys(body, {"text"})
         text = _text(body, "text", lim.max_text_chars)
         labels_, probs = await compute(
-            lambda: predict(clf, clf_tok, [text], max_len=clf_info["max_len"])
+            lambda _deadline: predict(clf, clf_tok, [text], max_len=clf_info["max_len"])
         )
         names = clf_info["labels"]
         return {

@@ -22,3 +22,14 @@ try:
     jieba.setLogLevel(logging.WARNING)
 except ImportError:  # pragma: no cover
     pass
+
+import netguard  # noqa: E402  (tests/ is on sys.path: pytest's rootdir conftest)
+
+
+def pytest_configure(config: object) -> None:
+    """Offline for the whole session: only loopback is reachable (see llmbook.offline)."""
+    netguard.install()
+
+
+def pytest_unconfigure(config: object) -> None:
+    netguard.uninstall()

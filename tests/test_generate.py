@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
 
 from llmbook.generate import (
     GenerationError,
+    GenerationTimeout,
     form_accuracy,
     generate,
     generate_text,
@@ -133,6 +135,35 @@ def test_eos_stops_a_row_and_pads_it() -> None:
     row = out[0].tolist()
     first = row.index(eos, 4)
     assert all(t == eos for t in row[first:])
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_deadline_stops_generation_between_tokens(
+    strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its deadline the loop stops itself, so a server's timed-out work ends too."""
+    import llmbook.generate as g
+
+    model = tiny()
+    late = time.monotonic() + 60
+    free = generate(
+        model, PROMPT, 10, strategy=strategy, generator=torch.Generator(), deadline=late
+    )
+    same = generate(model, PROMPT, 10, strategy=strategy, generator=torch.Generator())
+    assert torch.equal(free, same)  # a deadline that is not reached changes nothing
+    steps: list[int] = []
+    original = g._Stepper.__call__
+
+    def counted(self: object, seqs: torch.Tensor) -> torch.Tensor:
+        steps.append(seqs.size(1))
+        time.sleep(0.02)
+        return original(self, seqs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(g._Stepper, "__call__", counted)
+    with pytest.raises(GenerationTimeout, match="passed its deadline"):
+        generate(model, PROMPT, 1000, strategy=strategy, deadline=time.monotonic() + 0.2)
+    assert 1 <= len(steps) < 100  # stopped long before 1000 tokens
+    assert issubclass(GenerationTimeout, GenerationError)
 
 
 def test_process_logits_top_k_top_p_temperature_penalty() -> None:

@@ -98,13 +98,19 @@ def test_netguard_closes_connect_ex_udp_and_dns(guarded: None) -> None:
 
 
 def test_netguard_uninstall_restores_socket() -> None:
-    if netguard.installed():
-        pytest.skip("netguard is installed for the whole suite")
-    before = (socket.socket.connect_ex, socket.socket.sendto, socket.getaddrinfo)
-    netguard.install()
-    assert socket.getaddrinfo is not before[2]
+    was = netguard.installed()  # conftest.py installs it for the session: lift it briefly
     netguard.uninstall()
-    assert (socket.socket.connect_ex, socket.socket.sendto, socket.getaddrinfo) == before
+    try:
+        names = ("connect", "connect_ex", "sendto", "sendmsg")
+        before = [getattr(socket.socket, n) for n in names] + [socket.getaddrinfo]
+        netguard.install()
+        netguard.install()  # idempotent: a second install must not wrap the wrappers
+        assert socket.getaddrinfo is not before[-1]
+        netguard.uninstall()
+        assert [getattr(socket.socket, n) for n in names] + [socket.getaddrinfo] == before
+    finally:
+        if was:
+            netguard.install()
 
 
 def test_loopback_is_allowed() -> None:
@@ -184,3 +190,61 @@ def test_nbval_runs_notebooks_with_sockets_disabled(tmp_path: Path) -> None:
     fail = nbval(bad)
     assert fail.returncode == 1, fail.stdout + fail.stderr
     assert "1 failed" in fail.stdout
+
+
+def test_the_whole_session_is_guarded() -> None:
+    """conftest.py installs the guard for every test, not only the ones that ask for it."""
+    assert netguard.installed()
+    with pytest.raises(BLOCKED):
+        socket.getaddrinfo("pypi.org", 443)
+
+
+OFFLINE_KERNEL = f"""
+import socket, llmbook, llmbook.offline
+llmbook.setup_notebook()
+print("guard", llmbook.offline.installed())
+for what, call in [] if not llmbook.offline.installed() else [
+    ("dns", lambda: socket.getaddrinfo("pypi.org", 443)),
+    ("tcp", lambda: socket.create_connection(("{BLACKHOLE}", 80), timeout=2)),
+    ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("{BLACKHOLE}", 53))),
+]:
+    try:
+        call()
+        print(what, "REACHED")
+    except Exception as e:
+        print(what, type(e).__name__, str(e)[:60])
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname(), timeout=2)
+print("loopback ok"); c.close(); s.close()
+"""
+
+
+@pytest.mark.parametrize("flag", ["1", ""])
+def test_notebooks_run_offline_when_asked(flag: str) -> None:
+    """``LLMBOOK_OFFLINE=1`` (set by ``make chapters``) makes ``setup_notebook`` block the network.
+
+    Run in a fresh interpreter without the suite's guards, as a notebook kernel would be;
+    without the variable nothing is installed (readers on Colab are not affected).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "LLMBOOK_OFFLINE"}
+    env["LLMBOOK_OFFLINE"] = flag
+    env["MPLBACKEND"] = "Agg"
+    out = subprocess.run(
+        [sys.executable, "-c", OFFLINE_KERNEL], env=env, capture_output=True, text=True,
+        timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "loopback ok" in out.stdout
+    if flag:
+        for what in ("dns", "tcp", "udp"):
+            assert f"{what} NetworkBlockedError" in out.stdout, out.stdout
+        assert "runs offline" in out.stdout
+        assert "guard True" in out.stdout
+    else:  # nothing is attempted then: the suite itself must not reach the network
+        assert "guard False" in out.stdout, out.stdout
+
+
+def test_make_chapters_runs_the_notebooks_offline() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\nchapters:", 1)[1].split("\n\n", 1)[0]
+    assert "LLMBOOK_OFFLINE=1" in recipe and "--nbval" in recipe

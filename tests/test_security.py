@@ -391,3 +391,40 @@ def test_generation_time_is_bounded(serve_ckpt: Path, monkeypatch: pytest.Monkey
         assert r.status_code == 504 and "longer than 0.5 s" in r.json()["error"]
         assert took < 5
         assert c.get("/health").status_code == 200  # the server still answers
+
+
+def test_timed_out_generation_stops_computing(
+    serve_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a 504 the worker stops too: no more forward passes, and its slot is free."""
+    from fastapi.testclient import TestClient
+
+    import llmbook.generate as g
+    from llmbook.serve import ServeLimits, create_app
+
+    calls: list[float] = []
+    original = g._Stepper.__call__
+    spring = CharTokenizer.fit([TEXT]).encode("春")[0]
+
+    def slow(self: Any, seqs: Any) -> Any:
+        calls.append(time.monotonic())
+        time.sleep(0.05)  # 200 tokens would take > 10 s
+        logits = original(self, seqs)
+        forced = torch.full_like(logits, -1e4)
+        forced[..., spring] = 0.0  # always 春, never the "\n" that ends a poem
+        return forced
+
+    monkeypatch.setattr(g._Stepper, "__call__", slow)
+    limits = ServeLimits(timeout_s=0.5, max_concurrency=1)
+    app = create_app(serve_ckpt, None, limits=limits)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/generate", json={"prompt": "春", "max_new_tokens": 200, "strategy": "greedy"})
+        assert r.status_code == 504 and "longer than 0.5 s" in r.json()["error"]
+        n = len(calls)
+        assert n < 40
+        time.sleep(0.5)
+        assert len(calls) <= n + 1  # at most the step that was running when it timed out
+        t0 = time.monotonic()
+        ok = c.post("/generate", json={"prompt": "春", "max_new_tokens": 2, "seed": 1})
+        assert ok.status_code == 200, ok.text  # the single slot was released
+        assert time.monotonic() - t0 < 0.5
