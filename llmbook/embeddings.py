@@ -442,7 +442,7 @@ def _train_sgns_loop(
 ) -> SGNSResult:
     import time
 
-    from tqdm.auto import tqdm
+    from llmbook.utils import progress_bar
 
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -460,7 +460,7 @@ def _train_sgns_loop(
         n_pairs = len(center)
         steps = math.ceil(n_pairs / batch_size)
         running = 0.0
-        for step in tqdm(range(steps), disable=not progress, desc="SGNS", leave=False):
+        for step in progress_bar(range(steps), disable=not progress, desc="SGNS", leave=False):
             sl = slice(step * batch_size, (step + 1) * batch_size)
             c, o = center[sl], context[sl]
             neg = torch.multinomial(noise, len(c) * negative, replacement=True, generator=gen)

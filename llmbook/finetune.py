@@ -282,7 +282,7 @@ def finetune_classifier(
     Batches are drawn at random (seeded) from ``texts``/``labels``; freeze what should not
     train beforehand (e.g. :func:`llmbook.lora.apply_lora`).
     """
-    from tqdm.auto import tqdm
+    from llmbook.utils import progress_bar
 
     if len(texts) != len(labels) or not texts:
         raise ValueError(
@@ -300,7 +300,7 @@ def finetune_classifier(
     model.train()
     losses = []
     t0 = time.perf_counter()
-    for _ in tqdm(range(steps), disable=not progress, desc="fine-tune"):
+    for _ in progress_bar(range(steps), disable=not progress, desc="fine-tune"):
         idx = [rng.randrange(len(texts)) for _ in range(batch_size)]
         ids, lens = encode_batch(tokenizer, [texts[i] for i in idx], max_len)
         y = torch.tensor([labels[i] for i in idx], dtype=torch.long)
@@ -447,7 +447,7 @@ def train_sft(
 
     Trains the parameters that require grad; returns the loss per step.
     """
-    from tqdm.auto import tqdm
+    from llmbook.utils import progress_bar
 
     block_size = int(getattr(model, "config").block_size)  # noqa: B009
     examples = []
@@ -464,7 +464,7 @@ def train_sft(
     torch.manual_seed(seed)
     model.train()
     losses = []
-    for s in tqdm(range(steps), disable=not progress, desc="SFT"):
+    for s in progress_bar(range(steps), disable=not progress, desc="SFT"):
         for g in opt.param_groups:
             g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * s / steps))
         x, y = collate_sft([rng.choice(examples) for _ in range(batch_size)], tokenizer.pad_id)

@@ -23,6 +23,9 @@ def setup_notebook(seed: int = 0) -> None:
 
     install_if_requested()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # progress bars refresh every 2 s, not 10 times a second: a saved notebook keeps every
+    # refresh as an output, and a one-minute training loop would store hundreds of them
+    os.environ.setdefault("TQDM_MININTERVAL", "2")
     set_seed(seed)
     import matplotlib
 

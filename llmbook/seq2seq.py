@@ -150,9 +150,8 @@ def train_seq2seq(
     progress: bool = True,
 ) -> Seq2SeqRun:
     """Train a :class:`Seq2SeqTransformer` from characters to pinyin syllables."""
-    from tqdm.auto import tqdm
-
     from llmbook.models.transformer import Seq2SeqTransformer, TransformerConfig
+    from llmbook.utils import progress_bar
 
     if not pairs:
         raise ValueError("no training pairs given")
@@ -179,7 +178,7 @@ def train_seq2seq(
     losses = []
     model.train()
     t0 = time.perf_counter()
-    for _ in tqdm(range(steps), disable=not progress, desc="seq2seq"):
+    for _ in progress_bar(range(steps), disable=not progress, desc="seq2seq"):
         idx = [rng.randrange(len(pairs)) for _ in range(batch_size)]
         src = _pad([src_ids[i] for i in idx])
         tgt = _pad([tgt_ids[i] for i in idx])

@@ -457,11 +457,11 @@ def _last_val(history: list[dict[str, Any]]) -> float | None:
 def _progress(enabled: bool, initial: int, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from llmbook.utils import progress_bar
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tqdm(total=total, initial=initial, desc="训练", unit="步", leave=False)
+        return progress_bar(total=total, initial=initial, desc="训练", unit="步", leave=False)
 
 
 def iterate_batches(

@@ -7,11 +7,12 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["set_seed", "get_device", "Timer", "timer", "count_parameters"]
+__all__ = ["set_seed", "get_device", "Timer", "timer", "count_parameters", "progress_bar"]
 
 
 def set_seed(seed: int = 0, deterministic: bool = True) -> None:
@@ -92,3 +93,16 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
         seen.add(id(p))
         total += p.numel()
     return total
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` progress bar that refreshes at most every ``TQDM_MININTERVAL`` seconds.
+
+    The interval is read when the bar is made (tqdm itself reads the variable only when
+    it is imported); :func:`llmbook.setup_notebook` sets it to 2 s, because a saved
+    notebook keeps every refresh of a bar as an output.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", float(os.environ.get("TQDM_MININTERVAL", "0.1")))
+    return tqdm(iterable, **kwargs)

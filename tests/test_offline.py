@@ -248,3 +248,19 @@ def test_make_chapters_runs_the_notebooks_offline() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("\nchapters:", 1)[1].split("\n\n", 1)[0]
     assert "LLMBOOK_OFFLINE=1" in recipe and "--nbval" in recipe
+
+
+def test_setup_notebook_slows_progress_bars_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved notebooks store every progress-bar refresh; 2 s between refreshes keeps them small."""
+    import llmbook
+    from llmbook.utils import progress_bar
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.delenv("LLMBOOK_OFFLINE", raising=False)
+    llmbook.setup_notebook()
+    with progress_bar(range(3)) as bar:
+        assert bar.mininterval == 2.0
+    monkeypatch.setenv("TQDM_MININTERVAL", "0.5")  # a reader's own choice wins
+    llmbook.setup_notebook()
+    with progress_bar(range(3)) as bar:
+        assert bar.mininterval == 0.5
