@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, fields
@@ -164,6 +165,20 @@ def _hardware() -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def _train_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, overrides included (for meta.json)."""
+    argv = ["python", "-m", "llmbook", "train", "--config", str(args.config)]
+    for kv in args.set or []:
+        argv += ["--set", kv]
+    for flag in ("out_dir", "export", "threads"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += ["--" + flag.replace("_", "-"), str(value)]
+    if args.resume:
+        argv.append("--resume")
+    return shlex.join(argv)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from llmbook.checkpoint import check_writable, save_checkpoint
     from llmbook.distributed import cleanup_distributed, setup_distributed
@@ -248,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "wall_seconds": wall,
             "hardware": _hardware(),
             "torch": torch.__version__,
-            "command": "python -m llmbook train --config " + str(args.config),
+            "command": _train_command(args),
             "history": [
                 {k: h[k] for k in ("step", "train_loss", "val_loss", "lr")} for h in result.history
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,13 @@ def test_train_generate_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFi
     assert "valid bpc" in out and "exported to" in out
     meta = json.loads((export / "meta.json").read_text(encoding="utf-8"))
     assert meta["steps"] == 4 and meta["valid_bpc"] > 0 and len(meta["history"]) == 4
+    # the recorded command reproduces the run: every override is in it
+    recorded = shlex.split(meta["command"])
+    assert recorded[:4] == ["python", "-m", "llmbook", "train"]
+    pairs = set(zip(recorded[4::2], recorded[5::2]))
+    assert pairs == {("--config", args[2]), ("--export", str(export))} | {
+        ("--set", o) for o in overrides
+    }
     assert (tmp_path / "run" / "train_ids.npy").is_file()  # memory-mapped ids
 
     assert (
