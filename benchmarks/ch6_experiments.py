@@ -11,21 +11,14 @@ run.  Reproduce (about 15–25 minutes on one CPU thread)::
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.experiments import run_meta, run_parts  # noqa: E402
 from llmbook import metrics, seq2seq  # noqa: E402
-
-OUT = ROOT / "data" / "results"
 
 #: the live notebook run uses 8,000 pairs, d_model 64, 2 layers, 200 steps
 PINYIN = {
@@ -87,10 +80,7 @@ def part_pinyin() -> dict[str, object]:
             {"hanzi": h, "reference": r, "greedy": g}
             for h, r, g in list(zip(src, ref, preds["greedy"]))[:8]
         ],
-        "reproduce": "python benchmarks/ch6_experiments.py pinyin && make manifest",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
+        **run_meta("ch6_experiments.py", "pinyin"),
     }
 
 
@@ -98,19 +88,7 @@ PARTS = {"pinyin": part_pinyin}
 
 
 def main(argv: list[str]) -> None:
-    torch.set_num_threads(int(os.environ.get("LLMBOOK_THREADS", "1")))
-    names = argv or list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
-    if unknown:
-        raise SystemExit(f"unknown part(s) {unknown}; choose from {list(PARTS)}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        t0 = time.perf_counter()
-        result = PARTS[name]()
-        result["total_seconds"] = time.perf_counter() - t0
-        path = OUT / f"ch6_{name}.json"
-        path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)} in {result['total_seconds']:.0f} s", flush=True)
+    run_parts("ch6", PARTS, argv)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,15 @@ Each part is deterministic up to floating-point non-associativity across machine
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.experiments import run_meta, run_parts  # noqa: E402
 from llmbook.dataquality import clean_corpus, make_dirty_corpus  # noqa: E402
 from llmbook.datasets import poem_lm_texts  # noqa: E402
 from llmbook.lmdata import encode_corpus  # noqa: E402
@@ -32,8 +29,6 @@ from llmbook.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling  
 from llmbook.tokenizers import CharTokenizer  # noqa: E402
 from llmbook.train import TrainConfig, train  # noqa: E402
 from llmbook.utils import set_seed  # noqa: E402
-
-OUT = ROOT / "data" / "results"
 
 #: Settings shared by the notebook's live runs and these longer ones.
 SCALING = {
@@ -48,13 +43,8 @@ CANARY_NAMES = ["王小明", "李秀英", "张建国", "刘丽华", "陈志强",
 CANARY_COPIES = [1, 2, 4, 8, 16, 32]
 
 
-def _meta(command: str) -> dict[str, object]:
-    return {
-        "reproduce": f"python benchmarks/ch8_experiments.py {command} && make manifest",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-    }
+def _meta(part: str) -> dict[str, object]:
+    return run_meta("ch8_experiments.py", part)
 
 
 def scaling_data(max_vocab: int = 2000) -> tuple[CharTokenizer, object, object]:
@@ -202,19 +192,7 @@ PARTS = {"scaling": part_scaling, "canary": part_canary, "quality": part_quality
 
 
 def main(argv: list[str]) -> None:
-    torch.set_num_threads(int(__import__("os").environ.get("LLMBOOK_THREADS", "1")))
-    names = argv or list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
-    if unknown:
-        raise SystemExit(f"unknown part(s) {unknown}; choose from {list(PARTS)}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        t0 = time.perf_counter()
-        result = PARTS[name]()
-        result["total_seconds"] = time.perf_counter() - t0
-        path = OUT / f"ch8_{name}.json"
-        path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)} in {result['total_seconds']:.0f} s", flush=True)
+    run_parts("ch8", PARTS, argv)
 
 
 if __name__ == "__main__":
