@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmbook.generate import generate  # noqa: E402
+from llmbook.generation.decoding import generate  # noqa: E402
 from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
 
 THREADS = 2

@@ -1,4 +1,4 @@
-"""Benchmark: llmbook.ngram vs nltk.lm — fit + perplexity time on the same poems.
+"""Benchmark: llmbook.models.ngram vs nltk.lm — fit + perplexity time on the same poems.
 
 Both libraries fit the same padded character n-grams and score the same held-out poems;
 the perplexities are checked to be equal before the times are compared.  Two settings:
@@ -20,8 +20,8 @@ from nltk.lm import KneserNeyInterpolated, Laplace, Vocabulary
 from nltk.lm.preprocessing import pad_both_ends, padded_everygram_pipeline
 from nltk.util import ngrams
 
-from llmbook.datasets import poem_lm_texts
-from llmbook.ngram import NGramLM
+from llmbook.data.poetry import poem_lm_texts
+from llmbook.models.ngram import NGramLM
 
 
 def _nltk_fit_score(model: Any, n: int, train: list[str], test: list[str], cutoff: int) -> float:
@@ -98,7 +98,7 @@ def run(repeat: int = 3) -> dict[str, Any]:
         for name, r in res.items()
     ]
     return {
-        "title": "n-gram language model: llmbook.ngram vs nltk.lm",
+        "title": "n-gram language model: llmbook.models.ngram vs nltk.lm",
         "rows": rows,
         "notes": "Character trigrams on Tang poems (poem_lm_texts); identical perplexities are "
         "asserted before timing. NLTK timed once, llmbook best of 3.",

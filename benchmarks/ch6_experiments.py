@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.experiments import run_meta, run_parts  # noqa: E402
-from llmbook import metrics, seq2seq  # noqa: E402
+from llmbook.applications import seq2seq  # noqa: E402
+from llmbook.evaluation import metrics  # noqa: E402
 
 #: the live notebook run uses 8,000 pairs, d_model 64, 2 layers, 200 steps
 PINYIN = {

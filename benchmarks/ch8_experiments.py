@@ -20,14 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.experiments import run_meta, run_parts  # noqa: E402
-from llmbook.dataquality import clean_corpus, make_dirty_corpus  # noqa: E402
-from llmbook.datasets import poem_lm_texts  # noqa: E402
-from llmbook.lmdata import encode_corpus  # noqa: E402
+from llmbook.data.lmdata import encode_corpus  # noqa: E402
+from llmbook.data.poetry import poem_lm_texts  # noqa: E402
+from llmbook.data.quality import clean_corpus, make_dirty_corpus  # noqa: E402
+from llmbook.evaluation.privacy import (  # noqa: E402
+    deduplicate,
+    evaluate_canaries,
+    insert_canaries,
+    make_canaries,
+)  # noqa: E402
+from llmbook.experiments.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling  # noqa: E402
 from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
-from llmbook.privacy import deduplicate, evaluate_canaries, insert_canaries, make_canaries  # noqa: E402
-from llmbook.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling  # noqa: E402
-from llmbook.tokenizers import CharTokenizer  # noqa: E402
-from llmbook.train import TrainConfig, train  # noqa: E402
+from llmbook.text.tokenizers import CharTokenizer  # noqa: E402
+from llmbook.training.trainer import TrainConfig, train  # noqa: E402
 from llmbook.utils import set_seed  # noqa: E402
 
 #: Settings shared by the notebook's live runs and these longer ones.

@@ -1,7 +1,7 @@
 """Propagate ``repository.url`` from _config.yml to the package and the chapters.
 
 The URL is set in one place, ``_config.yml``.  This script rewrites the copies that must
-know it outside the book build: ``llmbook/datasets.py`` (REPO_URL and RAW_BASE_URL, for
+know it outside the book build: ``llmbook/data/registry.py`` (REPO_URL and RAW_BASE_URL, for
 Colab data downloads), the Colab install cell of every chapter source and notebook, the
 Binder requirements, and ``pyproject.toml``.  ``tests/test_book.py`` fails if they drift.
 """
@@ -35,7 +35,7 @@ URL_RE = r"https://github\.com/[\w.-]+/[\w.-]+"
 def main() -> None:
     url = config_repo_url()
     files = [
-        ROOT / "llmbook" / "datasets.py",
+        ROOT / "llmbook" / "data" / "registry.py",
         ROOT / "pyproject.toml",
         ROOT / "binder" / "requirements.txt",
         *sorted((ROOT / "chapters").glob("*.ipynb")),

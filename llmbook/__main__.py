@@ -5,7 +5,7 @@ Commands:
   train      train a model from a TOML config      (llmbook.cli)
   generate   sample text from a checkpoint          (llmbook.cli)
   eval       evaluate a checkpoint                   (llmbook.cli)
-  serve      HTTP API for generation/classification (llmbook.serve)
+  serve      HTTP API for generation/classification (llmbook.serving.server)
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import importlib
 import sys
 
 COMMANDS = {
-    "doctor": ("llmbook.doctor", "check the installation: versions, device, font, data files"),
+    "doctor": ("llmbook.book.doctor", "check the installation: versions, device, font, data files"),
     "train": ("llmbook.cli", "train a model from a TOML config"),
     "generate": ("llmbook.cli", "generate text from a checkpoint"),
     "eval": ("llmbook.cli", "evaluate a checkpoint on held-out text"),
-    "serve": ("llmbook.serve", "serve /generate and /classify over HTTP"),
+    "serve": ("llmbook.serving.server", "serve /generate and /classify over HTTP"),
 }
 
 

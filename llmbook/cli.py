@@ -5,7 +5,7 @@ A config file has four tables (see ``configs/cpu-tiny.toml``)::
     threads = 2                  # optional: torch.set_num_threads
     [data]    corpus, tokenizer, min_freq, limit
     [model]   the fields of llmbook.models.gpt.GPTConfig (vocab_size comes from the tokenizer)
-    [train]   the fields of llmbook.train.TrainConfig
+    [train]   the fields of llmbook.training.trainer.TrainConfig
     [export]  dir: where the finished model is exported (weights + tokenizer + model card facts)
 
 Every key is checked: a misspelt key is an error that names it, never silently ignored.
@@ -52,7 +52,7 @@ class RunConfig:
 
     def __init__(self, raw: dict[str, Any], source: str = "<dict>") -> None:
         from llmbook.models.gpt import GPTConfig
-        from llmbook.train import TrainConfig
+        from llmbook.training.trainer import TrainConfig
 
         self.source = source
         unknown = sorted(set(raw) - TOP_KEYS)
@@ -150,7 +150,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 def build_corpus(data: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     """Train/valid/test texts of the config's corpus (the book's shared poem split)."""
-    from llmbook.datasets import poem_lm_texts
+    from llmbook.data.poetry import poem_lm_texts
 
     limit = data.get("limit")
     tr, va, te = (poem_lm_texts(s) for s in ("train", "valid", "test"))
@@ -180,12 +180,12 @@ def _train_command(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from llmbook.checkpoint import check_writable, save_checkpoint
-    from llmbook.distributed import cleanup_distributed, setup_distributed
-    from llmbook.evaluate import bits_per_char
-    from llmbook.lmdata import encode_corpus, load_ids, save_ids
+    from llmbook.data.lmdata import encode_corpus, load_ids, save_ids
+    from llmbook.evaluation.lm import bits_per_char
     from llmbook.models.gpt import GPT, GPTConfig
-    from llmbook.tokenizers import CharTokenizer
+    from llmbook.text.tokenizers import CharTokenizer
+    from llmbook.training.checkpoint import check_writable, save_checkpoint
+    from llmbook.training.distributed import cleanup_distributed, setup_distributed
 
     rc = load_config(args.config, args.set)
     if args.resume:
@@ -226,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{rc.train.tokens_per_step:,} tokens",
             flush=True,
         )
-    from llmbook.train import train
+    from llmbook.training.trainer import train
 
     def log(rec: dict[str, Any]) -> None:
         if info.is_main and rec["val_loss"] is not None and not rc.train.progress:
@@ -282,17 +282,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
-    from llmbook.checkpoint import load_checkpoint
+    from llmbook.training.checkpoint import load_checkpoint
 
     if path == DEFAULT_CHECKPOINT:
-        from llmbook.generate import shipped_checkpoint
+        from llmbook.data.registry import shipped_checkpoint
 
         return load_checkpoint(shipped_checkpoint())
     return load_checkpoint(path)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from llmbook.generate import generate_text
+    from llmbook.generation.decoding import generate_text
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -320,8 +320,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from llmbook.datasets import poem_lm_texts
-    from llmbook.evaluate import bits_per_char
+    from llmbook.data.poetry import poem_lm_texts
+    from llmbook.evaluation.lm import bits_per_char
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -405,8 +405,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``main(["train", "--config", "configs/cpu-tiny.toml"])``."""
-    from llmbook.checkpoint import CheckpointError
-    from llmbook.generate import GenerationError
+    from llmbook.generation.decoding import GenerationError
+    from llmbook.training.checkpoint import CheckpointError
 
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:

@@ -27,7 +27,7 @@ import netguard  # noqa: E402  (tests/ is on sys.path: pytest's rootdir conftest
 
 
 def pytest_configure(config: object) -> None:
-    """Offline for the whole session: only loopback is reachable (see llmbook.offline)."""
+    """Offline for the whole session: only loopback is reachable (see llmbook.book.offline)."""
     netguard.install()
 
 

@@ -119,13 +119,13 @@ def test_every_glued_name_is_produced_by_a_notebook():
 
 
 def test_repository_url_is_one_setting():
-    from llmbook import datasets
+    from llmbook.data import registry
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     url = config["repository"]["url"]
-    assert datasets.REPO_URL == url, "run `make sync-repo-url`"
+    assert registry.REPO_URL == url, "run `make sync-repo-url`"
     owner_repo = url.removeprefix("https://github.com/")
-    assert datasets.RAW_BASE_URL == f"https://raw.githubusercontent.com/{owner_repo}/main"
+    assert registry.RAW_BASE_URL == f"https://raw.githubusercontent.com/{owner_repo}/main"
     for stem, _ in CHAPTERS:
         first = next(c for c in _nb(stem)["cells"] if c["cell_type"] == "code")
         assert f"git+{url}" in _src(first), f"{stem}: run `make sync-repo-url`"

@@ -9,10 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import llmbook.checkpoint as ckpt
-from llmbook.checkpoint import CheckpointError, load_checkpoint, load_trainer_state, save_checkpoint
+import llmbook.training.checkpoint as ckpt
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+)
 
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from llmbook.compute import (
+from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.training.compute import (
     GPUS,
     estimate_seconds,
     flops_per_token,
@@ -10,7 +11,6 @@ from llmbook.compute import (
     training_flops,
     training_memory,
 )
-from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.utils import count_parameters
 
 

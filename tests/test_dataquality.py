@@ -1,4 +1,4 @@
-from llmbook.dataquality import (
+from llmbook.data.quality import (
     clean_corpus,
     exact_duplicates,
     jaccard,
@@ -45,7 +45,7 @@ def test_quality_filter_reasons():
 
 
 def test_dirty_corpus_is_cleaned_back():
-    from llmbook.dataquality import make_dirty_corpus
+    from llmbook.data.quality import make_dirty_corpus
 
     clean = [
         f"第{i}首诗，" + "春风又绿江南岸，明月何时照我还。"[i % 7 :] + str(i) for i in range(40)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from llmbook import datasets as ds
+from llmbook.data import people_daily, poetry, registry, sentiment
 
 
 def test_poem_counts_and_forms():
-    poems = ds.load_poems()
+    poems = poetry.load_poems()
     assert len(poems) == 78656
     assert Counter(p.dynasty for p in poems) == {"唐": 57603, "宋": 21053}
     forms = Counter(p.form for p in poems)
@@ -27,28 +27,28 @@ def test_poem_counts_and_forms():
 
 
 def test_poems_are_simplified():
-    text = "".join(p.text for p in ds.load_poems(dynasty="唐", limit=2000))
+    text = "".join(p.text for p in poetry.load_poems(dynasty="唐", limit=2000))
     assert "帝京" in text or "长" in text
     for trad in "書長門東風鳥無":
         assert trad not in text, f"traditional character {trad} left after OpenCC t2s"
 
 
 def test_poem_form_classifier():
-    assert ds.poem_form(["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]) == "五言绝句"
-    assert ds.poem_form(["一二三四五六七，一二三四五六七。"] * 4) == "七言律诗"
-    assert ds.poem_form(["一二三，四五六七。"]) == "其他"
-    assert ds.split_lines(["春眠不觉晓，处处闻啼鸟。"]) == ["春眠不觉晓", "处处闻啼鸟"]
+    assert poetry.poem_form(["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]) == "五言绝句"
+    assert poetry.poem_form(["一二三四五六七，一二三四五六七。"] * 4) == "七言律诗"
+    assert poetry.poem_form(["一二三，四五六七。"]) == "其他"
+    assert poetry.split_lines(["春眠不觉晓，处处闻啼鸟。"]) == ["春眠不觉晓", "处处闻啼鸟"]
 
 
 def test_load_poems_rejects_bad_filters():
     with pytest.raises(ValueError, match="dynasty must be"):
-        ds.load_poems(dynasty="明")
+        poetry.load_poems(dynasty="明")
     with pytest.raises(ValueError, match="unknown poem form"):
-        ds.load_poems(form="六言绝句")
+        poetry.load_poems(form="六言绝句")
 
 
 def test_poetry_split_is_disjoint_stable_and_text_based():
-    split = ds.poetry_split()
+    split = poetry.poetry_split()
     texts = {k: {p.text for p in v} for k, v in split.items()}
     assert not texts["train"] & texts["valid"]
     assert not texts["train"] & texts["test"]
@@ -56,29 +56,29 @@ def test_poetry_split_is_disjoint_stable_and_text_based():
     n = sum(len(v) for v in split.values())
     assert n == 78656
     assert 0.04 < len(split["test"]) / n < 0.06
-    again = ds.poetry_split(list(reversed(ds.load_poems())))
+    again = poetry.poetry_split(list(reversed(poetry.load_poems())))
     assert {p.id for p in again["test"]} == {p.id for p in split["test"]}
 
 
 def test_lm_corpus_is_regular_tang_poems():
-    train, valid, test = (ds.poem_lm_texts(s) for s in ("train", "valid", "test"))
+    train, valid, test = (poetry.poem_lm_texts(s) for s in ("train", "valid", "test"))
     assert (len(train), len(valid), len(test)) == (33430, 1818, 1924)
     assert not set(train) & set(test)
     with pytest.raises(ValueError, match="split must be"):
-        ds.poem_lm_texts("dev")
+        poetry.poem_lm_texts("dev")
 
 
 def test_people_daily_gold_segmentation():
-    sents = ds.load_people_daily()
+    sents = people_daily.load_people_daily()
     assert len(sents) == 19484
     first = sents[0]
     assert first.words[:3] == ("迈向", "充满", "希望") and first.tags[:3] == ("v", "v", "n")
     assert all(len(s.words) == len(s.tags) for s in sents[:1000])
-    assert ds.people_daily_text()[0].startswith("迈向充满希望的新世纪")
+    assert people_daily.people_daily_text()[0].startswith("迈向充满希望的新世纪")
 
 
 def test_sentiment_split_counts_disjoint_and_stratified():
-    split = ds.load_sentiment()
+    split = sentiment.load_sentiment()
     assert {k: len(v) for k, v in split.items()} == {"train": 13891, "valid": 1736, "test": 1736}
     texts = {k: {e.text for e in v} for k, v in split.items()}
     assert not texts["train"] & texts["test"] and not texts["valid"] & texts["test"]
@@ -86,16 +86,16 @@ def test_sentiment_split_counts_disjoint_and_stratified():
     # No text carries both labels, and the label balance is the same in every split.
     share = {k: sum(e.label for e in v) / len(v) for k, v in split.items()}
     assert max(share.values()) - min(share.values()) < 0.01
-    raw = ds.load_review_texts()
+    raw = sentiment.load_review_texts()
     assert len(set(raw[0]) & set(raw[1]) & (texts["train"] | texts["test"])) == 0
-    assert ds.load_sentiment("test") == split["test"]
+    assert sentiment.load_sentiment("test") == split["test"]
     with pytest.raises(ValueError, match="split must be one of"):
-        ds.load_sentiment("dev")
+        sentiment.load_sentiment("dev")
 
 
 def test_split_recipe_reproduces_the_recorded_split():
-    rebuilt = ds.make_sentiment_split(ds.clean_reviews())
-    recorded = ds.load_sentiment()
+    rebuilt = sentiment.make_sentiment_split(sentiment.clean_reviews())
+    recorded = sentiment.load_sentiment()
     for name in ("train", "valid", "test"):
         assert {e.text for e in rebuilt[name]} == {e.text for e in recorded[name]}
 
@@ -103,17 +103,17 @@ def test_split_recipe_reproduces_the_recorded_split():
 @pytest.fixture()
 def data_copy(tmp_path, monkeypatch):
     """A private copy of data/ that the test may damage."""
-    src = ds.data_dir()
+    src = registry.data_dir()
     dst = tmp_path / "data"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("scripts", "checkpoints"))
     monkeypatch.setenv("LLMBOOK_DATA", str(dst))
-    ds._verified.clear()
+    registry._verified.clear()
     return dst
 
 
 def test_manifest_covers_every_data_file():
-    manifest = ds.read_manifest()
-    root = ds.data_dir()
+    manifest = registry.read_manifest()
+    root = registry.data_dir()
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     files = {
         f
@@ -121,8 +121,8 @@ def test_manifest_covers_every_data_file():
         if not f.startswith("scripts/") and f != "MANIFEST.sha256" and "__pycache__" not in f
     }
     assert files == set(manifest), "run `make manifest` after changing data/"
-    assert all(v == "ok" for v in ds.verify_data().values())
-    packaged = Path(ds.__file__).parent / "resources" / "MANIFEST.sha256"
+    assert all(v == "ok" for v in registry.verify_data().values())
+    packaged = Path(registry.__file__).parents[1] / "resources" / "MANIFEST.sha256"
     assert packaged.read_text() == (root / "MANIFEST.sha256").read_text()
 
 
@@ -130,18 +130,21 @@ def test_corrupted_file_is_detected_with_fix(data_copy):
     path = data_copy / "sentiment_split.tsv.gz"
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(
-        ds.DataFileError, match=r"sentiment_split\.tsv\.gz.*corrupted.*build_sentiment_split\.py"
+        registry.DataFileError,
+        match=r"sentiment_split\.tsv\.gz.*corrupted.*build_sentiment_split\.py",
     ):
-        ds.data_path("sentiment_split.tsv.gz")
-    assert "checksum mismatch" in ds.verify_data(data_copy)["sentiment_split.tsv.gz"]
+        registry.data_path("sentiment_split.tsv.gz")
+    assert "checksum mismatch" in registry.verify_data(data_copy)["sentiment_split.tsv.gz"]
 
 
 def test_missing_file_is_named_with_fix(data_copy, monkeypatch):
     (data_copy / "poetry.jsonl.xz").unlink()
-    with pytest.raises(ds.DataFileError, match=r"poetry\.jsonl\.xz is missing.*build_poetry\.py"):
-        ds.data_path("poetry.jsonl.xz", fetch=False)
-    with pytest.raises(ds.DataFileError, match="not listed"):
-        ds.data_path("nonexistent.csv")
+    with pytest.raises(
+        registry.DataFileError, match=r"poetry\.jsonl\.xz is missing.*build_poetry\.py"
+    ):
+        registry.data_path("poetry.jsonl.xz", fetch=False)
+    with pytest.raises(registry.DataFileError, match="not listed"):
+        registry.data_path("nonexistent.csv")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -167,26 +170,28 @@ def test_fetch_file_from_local_server(tmp_path, local_server):
     (root / "x.txt").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
     dest = tmp_path / "cache"
-    got = ds.fetch_file("x.txt", dest_dir=dest, sha256=digest, base_url=url)
+    got = registry.fetch_file("x.txt", dest_dir=dest, sha256=digest, base_url=url)
     assert got.read_bytes() == payload
     # A server that returns different bytes is refused and leaves nothing behind.
     (root / "y.txt").write_bytes(b"tampered")
-    with pytest.raises(ds.DataFileError, match="does not match the manifest"):
-        ds.fetch_file("y.txt", dest_dir=dest, sha256=digest, base_url=url)
+    with pytest.raises(registry.DataFileError, match="does not match the manifest"):
+        registry.fetch_file("y.txt", dest_dir=dest, sha256=digest, base_url=url)
     assert not (dest / "y.txt").exists() and not (dest / "y.txt.part").exists()
-    with pytest.raises(ds.DataFileError, match="could not download"):
-        ds.fetch_file("absent.txt", dest_dir=dest, sha256=digest, base_url=url)
+    with pytest.raises(registry.DataFileError, match="could not download"):
+        registry.fetch_file("absent.txt", dest_dir=dest, sha256=digest, base_url=url)
 
 
 def test_colab_path_fetches_missing_files_on_demand(tmp_path, local_server, monkeypatch):
     """A pip-installed package with no data/ downloads and verifies files when first used."""
     root, url = local_server
-    shutil.copy(ds._repo_data_dir() / "sentiment_split.tsv.gz", root / "sentiment_split.tsv.gz")
+    shutil.copy(
+        registry._repo_data_dir() / "sentiment_split.tsv.gz", root / "sentiment_split.tsv.gz"
+    )
     cache = tmp_path / "cache"
     cache.mkdir()
-    shutil.copy(ds._repo_data_dir() / "MANIFEST.sha256", cache / "MANIFEST.sha256")
+    shutil.copy(registry._repo_data_dir() / "MANIFEST.sha256", cache / "MANIFEST.sha256")
     monkeypatch.setenv("LLMBOOK_DATA", str(cache))
     monkeypatch.setenv("LLMBOOK_DATA_URL", url)
-    ds._verified.clear()
-    path = ds.data_path("sentiment_split.tsv.gz")
+    registry._verified.clear()
+    path = registry.data_path("sentiment_split.tsv.gz")
     assert path == cache / "sentiment_split.tsv.gz" and path.is_file()

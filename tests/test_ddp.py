@@ -17,9 +17,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from llmbook.distributed import dist_info, setup_distributed
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.train import TrainConfig, train
+from llmbook.training.distributed import dist_info, setup_distributed
+from llmbook.training.trainer import TrainConfig, train
 
 V = 24
 
@@ -100,8 +100,8 @@ def test_ddp_step_equals_single_process_step(
 
 
 def test_batch_must_split_evenly_across_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmbook import train as train_mod
-    from llmbook.distributed import DistInfo
+    from llmbook.training import trainer as train_mod
+    from llmbook.training.distributed import DistInfo
 
     monkeypatch.setattr(train_mod, "dist_info", lambda: DistInfo(0, 3, 0))
     ids, valid = _data()

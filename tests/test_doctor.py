@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import sys
 
-from llmbook import datasets as ds
-from llmbook import doctor
+from llmbook.book import doctor
+from llmbook.data import registry as ds
 
 
 def test_doctor_all_ok_here(capsys):
@@ -38,7 +38,7 @@ def test_doctor_reports_corrupted_data_and_fails(tmp_path, monkeypatch, capsys):
 
 
 def test_doctor_reports_missing_font(monkeypatch):
-    from llmbook import plot
+    from llmbook.book import plot
 
     monkeypatch.setattr(plot, "find_cjk_font", lambda: None)
     checks = {c.name: c for c in doctor.run_checks(data=False)}

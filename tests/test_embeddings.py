@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmbook.embeddings import (
-    Embeddings,
+from llmbook.evaluation.wordvec import (
     evaluate_analogies,
     evaluate_similarity,
     load_analogies,
     load_similarity,
-    train_fasttext,
-    train_sgns,
-    train_word2vec,
 )
+from llmbook.text.embeddings import Embeddings, train_fasttext, train_sgns, train_word2vec
 
 CORPUS = [
     ["国王", "统治", "王国"],

@@ -1,4 +1,4 @@
-"""Tests for llmbook.evaluate: the shared bits-per-character protocol."""
+"""Tests for llmbook.evaluation.lm: the shared bits-per-character protocol."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmbook.evaluate import (
+from llmbook.evaluation.lm import (
     _windows,
     bits_per_char,
     bpc_from_token_loss,
@@ -18,7 +18,7 @@ from llmbook.evaluate import (
     protocol_sequences,
     sequence_nll,
 )
-from llmbook.tokenizers import CharTokenizer
+from llmbook.text.tokenizers import CharTokenizer
 
 TEXTS = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。", "春眠不觉晓，处处闻啼鸟。"]
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from llmbook.fairness import association, load_weat_lists, run_weat_tests, weat
+from llmbook.evaluation.fairness import association, load_weat_lists, run_weat_tests, weat
 
 
 class KV(dict):
@@ -89,7 +89,7 @@ def test_committed_word_lists_are_well_formed():
         assert not set(t["X"]) & set(t["Y"])
     assert len(spec["attributes"]["male"]) == len(spec["attributes"]["female"])
     # every word occurs in the People's Daily corpus the embeddings are trained on
-    from llmbook.datasets import load_people_daily
+    from llmbook.data.people_daily import load_people_daily
 
     vocab = {w for s in load_people_daily() for w in s.words}
     words = [w for t in spec["tests"] for w in t["X"] + t["Y"]]

@@ -3,7 +3,7 @@
 * A training run killed with SIGKILL while it is writing a checkpoint (inside the weights
   file, or between the two renames that publish it) leaves the previous checkpoint intact
   and loadable, and ``resume`` continues from it and reproduces the loss curve of an
-  uninterrupted run exactly.  The run is a real ``llmbook.train`` in a child process; a
+  uninterrupted run exactly.  The run is a real ``llmbook.training.trainer`` in a child process; a
   hook in the child makes the checkpoint writer stop at the chosen point and tell the
   test, which then kills it.
 * A corrupted checkpoint or token-id file is reported with its name and the fix.
@@ -30,7 +30,11 @@ import numpy as np
 import pytest
 import torch
 
-from llmbook.checkpoint import (
+from llmbook.data.lmdata import encode_corpus, load_ids, save_ids
+from llmbook.data.poetry import poem_lm_texts
+from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.checkpoint import (
     CheckpointError,
     check_writable,
     load_checkpoint,
@@ -38,11 +42,7 @@ from llmbook.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from llmbook.datasets import poem_lm_texts
-from llmbook.lmdata import encode_corpus, load_ids, save_ids
-from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
-from llmbook.train import TrainConfig, train
+from llmbook.training.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TOK = CharTokenizer.fit(["床前明月光\n"])
@@ -78,10 +78,10 @@ CHILD = textwrap.dedent(
     netguard.install()  # the child is offline too
     import torch
     torch.set_num_threads(1)
-    import llmbook.checkpoint as ck
-    from llmbook.lmdata import load_ids
+    import llmbook.training.checkpoint as ck
+    from llmbook.data.lmdata import load_ids
     from llmbook.models.gpt import GPT, GPTConfig
-    from llmbook.train import TrainConfig, train
+    from llmbook.training.trainer import TrainConfig, train
 
     mode, data, out_dir, marker = sys.argv[1:5]
     spec = json.loads(Path(data, "spec.json").read_text())
@@ -393,7 +393,7 @@ def test_disk_full_on_write_is_an_error_before_training(
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llmbook.checkpoint as ck
+    import llmbook.training.checkpoint as ck
 
     real = ck.save_file
     calls = {"n": 0}
@@ -464,7 +464,7 @@ def test_readonly_out_dir_is_an_error_before_training(readonly_dir: Path) -> Non
         sys.path.insert(0, {str(TESTS)!r})
         import netguard
         netguard.install()
-        from llmbook.checkpoint import CheckpointError, check_writable
+        from llmbook.training.checkpoint import CheckpointError, check_writable
         from test_faults import _train_tiny
         try:
             _train_tiny(__import__("pathlib").Path({str(readonly_dir)!r}) / "run")

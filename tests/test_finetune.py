@@ -5,24 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmbook.finetune import (
-    CHAT,
-    MIN_LEAK_CHARS,
-    GPTClassifier,
-    collate_sft,
-    encode_batch,
-    finetune_classifier,
-    form_compliance,
-    gpt_hidden_states,
-    modern_pretraining_texts,
-    poem_instructions,
-    predict,
-    sft_example,
-    train_sft,
-)
-from llmbook.lora import apply_lora, mark_trainable, merge_lora, trainable_share
+from llmbook.data.modern import MIN_LEAK_CHARS, modern_pretraining_texts
+from llmbook.evaluation.poems import form_compliance
+from llmbook.models.classifier import GPTClassifier, gpt_hidden_states
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
+from llmbook.models.lora import apply_lora, mark_trainable, merge_lora, trainable_share
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.finetune import encode_batch, finetune_classifier, predict
+from llmbook.training.sft import CHAT, collate_sft, poem_instructions, sft_example, train_sft
 
 TEXTS = ["这个东西很好用", "质量太差了", "非常满意，好评", "差评，退货", "好", "不好不好差"]
 LABELS = [1, 0, 1, 0, 1, 0]
@@ -144,7 +134,7 @@ def test_form_compliance_and_instructions() -> None:
 
 
 def test_no_sentiment_valid_or_test_text_in_pretraining_data() -> None:
-    from llmbook.datasets import load_sentiment
+    from llmbook.data.sentiment import load_sentiment
 
     corpus = modern_pretraining_texts("train")
     held_out = [e.text for e in load_sentiment("test")] + [e.text for e in load_sentiment("valid")]
@@ -158,7 +148,7 @@ def test_no_sentiment_valid_or_test_text_in_pretraining_data() -> None:
 
 
 def test_tfidf_baseline_and_snownlp() -> None:
-    from llmbook.finetune import snownlp_predict, tfidf_logreg
+    from llmbook.experiments.sentiment import snownlp_predict, tfidf_logreg
 
     texts = ["很好用，满意", "质量差，失望", "非常好，推荐", "太差了，退货"] * 5
     labels = [1, 0, 1, 0] * 5
@@ -169,7 +159,7 @@ def test_tfidf_baseline_and_snownlp() -> None:
 
 
 def test_evaluate_instructions_scores_form(tiny: tuple[GPT, CharTokenizer]) -> None:
-    from llmbook.finetune import evaluate_instructions
+    from llmbook.evaluation.instructions import evaluate_instructions
 
     gpt, tok = tiny
     ev = evaluate_instructions(

@@ -8,17 +8,16 @@ import time
 import pytest
 import torch
 
-from llmbook.generate import (
+from llmbook.evaluation.poems import form_accuracy, is_regular_poem
+from llmbook.generation.decoding import (
     GenerationError,
     GenerationTimeout,
-    form_accuracy,
     generate,
     generate_text,
-    is_regular_poem,
     process_logits,
 )
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
+from llmbook.text.tokenizers import CharTokenizer
 
 torch.set_num_threads(2)
 
@@ -142,7 +141,7 @@ def test_deadline_stops_generation_between_tokens(
     strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past its deadline the loop stops itself, so a server's timed-out work ends too."""
-    import llmbook.generate as g
+    import llmbook.generation.decoding as g
 
     model = tiny()
     late = time.monotonic() + 60

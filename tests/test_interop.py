@@ -3,9 +3,9 @@ import torch
 
 pytest.importorskip("transformers")
 
-from llmbook.interop import from_hf, to_hf, to_hf_tokenizer  # noqa: E402
 from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
-from llmbook.tokenizers import CharTokenizer  # noqa: E402
+from llmbook.models.hf import from_hf, to_hf, to_hf_tokenizer  # noqa: E402
+from llmbook.text.tokenizers import CharTokenizer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ def test_tokenizer_same_ids():
 
 
 def test_mean_hidden_states_ignores_padding():
-    from llmbook.interop import mean_hidden_states
+    from llmbook.models.hf import mean_hidden_states
 
     tok = CharTokenizer.fit(["床前明月光疑是地上霜"])
     torch.manual_seed(0)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmbook.interpret import attention_maps, saliency
+from llmbook.evaluation.interpret import attention_maps, saliency
 from llmbook.models.gpt import GPT, GPTConfig
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmbook.lora import (
+from llmbook.models.lora import (
     LoRALinear,
     apply_lora,
     lora_parameters,

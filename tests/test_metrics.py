@@ -1,4 +1,4 @@
-"""llmbook.metrics against scikit-learn, sacrebleu and rouge-score."""
+"""llmbook.evaluation.metrics against scikit-learn, sacrebleu and rouge-score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 from sklearn import metrics as skm
 
-from llmbook import metrics as M
+from llmbook.evaluation import metrics as M
 
 
 def _random_pairs(seed: int, n: int = 200) -> tuple[list[int], list[int]]:

@@ -1,4 +1,4 @@
-"""Tests for llmbook.ngram: equality with nltk.lm, normalisation, the bpc protocol, errors."""
+"""Tests for llmbook.models.ngram: equality with nltk.lm, normalisation, the bpc protocol, errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from nltk.lm import MLE, KneserNeyInterpolated, Laplace, Lidstone, Vocabulary
 from nltk.lm.preprocessing import pad_both_ends, padded_everygram_pipeline
 from nltk.util import ngrams
 
-from llmbook.datasets import poem_lm_texts
-from llmbook.ngram import EOS, NGramLM, NotFittedError, unseen_ngram_rate
+from llmbook.data.poetry import poem_lm_texts
+from llmbook.models.ngram import EOS, NGramLM, NotFittedError, unseen_ngram_rate
 
 
 @pytest.fixture(scope="module")

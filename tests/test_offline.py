@@ -200,10 +200,10 @@ def test_the_whole_session_is_guarded() -> None:
 
 
 OFFLINE_KERNEL = f"""
-import socket, llmbook, llmbook.offline
+import socket, llmbook, llmbook.book.offline
 llmbook.setup_notebook()
-print("guard", llmbook.offline.installed())
-for what, call in [] if not llmbook.offline.installed() else [
+print("guard", llmbook.book.offline.installed())
+for what, call in [] if not llmbook.book.offline.installed() else [
     ("dns", lambda: socket.getaddrinfo("pypi.org", 443)),
     ("tcp", lambda: socket.create_connection(("{BLACKHOLE}", 80), timeout=2)),
     ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("{BLACKHOLE}", 53))),

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from llmbook import plot  # noqa: E402
+from llmbook.book import plot  # noqa: E402
 
 
 def _render_chinese_figure() -> list[str]:

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.privacy import (
+from llmbook.evaluation.privacy import (
     candidate_log_probs,
     deduplicate,
     evaluate_canaries,
@@ -13,7 +12,8 @@ from llmbook.privacy import (
     insert_canaries,
     make_canaries,
 )
-from llmbook.tokenizers import CharTokenizer
+from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.text.tokenizers import CharTokenizer
 
 
 @pytest.fixture(autouse=True)

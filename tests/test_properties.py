@@ -24,12 +24,13 @@ import torch
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from llmbook import tokenizers as tokmod
-from llmbook.datasets import Poem, SentimentExample, make_sentiment_split, poetry_split
-from llmbook.generate import GenerationError, generate
+from llmbook.data.poetry import Poem, poetry_split
+from llmbook.data.sentiment import SentimentExample, make_sentiment_split
+from llmbook.generation.decoding import GenerationError, generate
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.ngram import BOS, EOS, UNK, NGramLM
-from llmbook.tokenizers import SPECIAL_TOKENS, CharTokenizer
+from llmbook.models.ngram import BOS, EOS, UNK, NGramLM
+from llmbook.text import tokenizers as tokmod
+from llmbook.text.tokenizers import SPECIAL_TOKENS, CharTokenizer
 
 FAST = settings(
     max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -144,7 +145,7 @@ def test_tokenizer_save_load_round_trip(corpus: list[str], tmp_path_factory) -> 
 def test_word_tokenizer_round_trip(corpus: list[str]) -> None:
     cls = getattr(tokmod, "WordTokenizer", None)
     if cls is None:
-        pytest.skip("llmbook.tokenizers.WordTokenizer does not exist yet")
+        pytest.skip("llmbook.text.tokenizers.WordTokenizer does not exist yet")
     tok = cls.fit(corpus)
     for text in corpus:
         ids = tok.encode(text)
@@ -162,8 +163,8 @@ def _no_space(s: str) -> str:
 def bpe():  # type: ignore[no-untyped-def]
     cls = getattr(tokmod, "BPETokenizer", None)
     if cls is None:
-        pytest.skip("llmbook.tokenizers.BPETokenizer does not exist yet")
-    from llmbook.datasets import poem_lm_texts
+        pytest.skip("llmbook.text.tokenizers.BPETokenizer does not exist yet")
+    from llmbook.data.poetry import poem_lm_texts
 
     return cls.train(poem_lm_texts("train")[:300], vocab_size=400)
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from llmbook.retrieval import (
+from llmbook.applications.retrieval import (
     BM25,
     DenseRetriever,
     load_qa,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from llmbook.compute import param_count
-from llmbook.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling
+from llmbook.experiments.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling
+from llmbook.training.compute import param_count
 
 
 @pytest.fixture(autouse=True)

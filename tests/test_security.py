@@ -8,7 +8,7 @@
   would notice a loader that unpickles.
 * A ``config.json`` that names a class outside llmbook, or something in an llmbook module
   that is not an llmbook class, is refused.
-* The server (:mod:`llmbook.serve`): fuzzed JSON and raw bodies never cause a 5xx;
+* The server (:mod:`llmbook.serving.server`): fuzzed JSON and raw bodies never cause a 5xx;
   nesting bombs, oversized bodies and lone surrogates get 4xx; no request can name a file
   or reach one through the URL; generation length and time per request are bounded.
 """
@@ -29,16 +29,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmbook.checkpoint import (
+from llmbook.data.lmdata import load_ids
+from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_tokenizer,
     load_trainer_state,
     save_checkpoint,
 )
-from llmbook.lmdata import load_ids
-from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
 
 TEXT = "春风又绿江南岸，明月何时照我还。\n"
 
@@ -128,7 +128,7 @@ def test_pickled_tokenizer_is_refused(tmp_path: Path, marker: Path) -> None:
         load_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match="cannot read"):
         load_tokenizer(ckpt / "tokenizer.json")
-    from llmbook import tokenizers
+    from llmbook.text import tokenizers
 
     for name in ("CharTokenizer", "WordTokenizer", "BPETokenizer"):
         cls = getattr(tokenizers, name, None)
@@ -148,7 +148,7 @@ def test_bare_pickle_path_is_not_a_checkpoint(tmp_path: Path, marker: Path) -> N
 
 
 def test_pickled_classifier_head_is_refused(tmp_path: Path, marker: Path) -> None:
-    finetune = pytest.importorskip("llmbook.finetune")
+    finetune = pytest.importorskip("llmbook.training.checkpoint")
     torch.manual_seed(0)
     tok = CharTokenizer.fit([TEXT])
     gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
@@ -182,9 +182,9 @@ def test_pickled_token_ids_are_refused(tmp_path: Path, marker: Path) -> None:
         ("config_class", "pickle.loads"),
         ("model_class", "llmbookevil.Model"),
         # reachable through llmbook modules, but not llmbook classes
-        ("model_class", "llmbook.checkpoint.shutil"),
-        ("model_class", "llmbook.checkpoint.save_checkpoint"),
-        ("config_class", "llmbook.checkpoint.Path"),
+        ("model_class", "llmbook.training.checkpoint.shutil"),
+        ("model_class", "llmbook.training.checkpoint.save_checkpoint"),
+        ("config_class", "llmbook.training.checkpoint.Path"),
         ("model_class", "llmbook.models.gpt.GPTConfig"),
         ("config_class", "llmbook.models.gpt.GPT"),
     ],
@@ -199,7 +199,9 @@ def test_config_naming_foreign_code_is_refused(tmp_path: Path, field: str, name:
         load_checkpoint(ckpt)
 
 
-@pytest.mark.parametrize("name", ["os.system", "llmbook.checkpoint.torch", "llmbook.lmdata.np"])
+@pytest.mark.parametrize(
+    "name", ["os.system", "llmbook.training.checkpoint.torch", "llmbook.data.lmdata.np"]
+)
 def test_tokenizer_naming_foreign_code_is_refused(tmp_path: Path, name: str) -> None:
     ckpt = tiny_checkpoint(tmp_path / "ck")
     data = json.loads((ckpt / "tokenizer.json").read_text(encoding="utf-8"))
@@ -220,7 +222,7 @@ def serve_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def limits() -> Any:
-    serve = pytest.importorskip("llmbook.serve")
+    serve = pytest.importorskip("llmbook.serving.server")
     return serve.ServeLimits(
         max_body_bytes=2048,
         max_prompt_chars=40,
@@ -236,7 +238,7 @@ def client(serve_ckpt: Path, limits: Any) -> Iterator[Any]:
     """The app in-process (Starlette's TestClient: no socket at all)."""
     from fastapi.testclient import TestClient
 
-    from llmbook.serve import create_app
+    from llmbook.serving.server import create_app
 
     with TestClient(
         create_app(serve_ckpt, None, limits=limits), raise_server_exceptions=False
@@ -373,16 +375,16 @@ def test_generation_length_is_bounded(client: Any, limits: Any) -> None:
 
 def test_generation_time_is_bounded(serve_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A generation that would take 30 s is answered with 504 after the time limit."""
+    import llmbook.generation.decoding
     from fastapi.testclient import TestClient
 
-    import llmbook.generate
-    from llmbook.serve import ServeLimits, create_app
+    from llmbook.serving.server import ServeLimits, create_app
 
     def slow(*args: Any, **kwargs: Any) -> list[str]:
         time.sleep(30)
         return ["never"]
 
-    monkeypatch.setattr(llmbook.generate, "generate_text", slow)
+    monkeypatch.setattr(llmbook.generation.decoding, "generate_text", slow)
     app = create_app(serve_ckpt, None, limits=ServeLimits(timeout_s=0.5))
     with TestClient(app, raise_server_exceptions=False) as c:
         t0 = time.monotonic()
@@ -397,10 +399,10 @@ def test_timed_out_generation_stops_computing(
     serve_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a 504 the worker stops too: no more forward passes, and its slot is free."""
+    import llmbook.generation.decoding as g
     from fastapi.testclient import TestClient
 
-    import llmbook.generate as g
-    from llmbook.serve import ServeLimits, create_app
+    from llmbook.serving.server import ServeLimits, create_app
 
     calls: list[float] = []
     original = g._Stepper.__call__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbook.seq2seq import (
+from llmbook.applications.seq2seq import (
     Vocab,
     beam_search,
     char_baseline,

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import torch
 
-from llmbook.checkpoint import save_checkpoint
-from llmbook.finetune import GPTClassifier, save_classifier
+from llmbook.models.classifier import GPTClassifier
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.serve import ServeLimits, create_app, main
-from llmbook.tokenizers import CharTokenizer
+from llmbook.serving.server import ServeLimits, create_app, main
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.checkpoint import save_checkpoint, save_classifier
 
 LIMITS = ServeLimits(
     max_body_bytes=2048,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmbook.summarize import (
+from llmbook.applications.summarization import (
     is_headline,
     lead_summary,
     pagerank,

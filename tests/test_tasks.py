@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from llmbook.models import TransformerLM, TransformerLMConfig
-from llmbook.tasks import (
+from llmbook.experiments.recall import (
     query_id,
     recall_accuracy,
     recall_episodes,
     recall_vocab_size,
     train_recall,
 )
+from llmbook.models import TransformerLM, TransformerLMConfig
 
 torch.set_num_threads(1)
 

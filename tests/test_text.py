@@ -1,4 +1,4 @@
-"""Tests for llmbook.text: cleaning, jieba modes, stop words, Zipf fit, segmentation scores."""
+"""Tests for llmbook.text.chinese: cleaning, jieba modes, stop words, Zipf fit, segmentation scores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from llmbook.text import (
+from llmbook.text.chinese import (
     clean_text,
     count_tokens,
     load_stopwords,
@@ -95,7 +95,7 @@ def test_segmentation_scores_and_errors() -> None:
 
 
 def test_words_missing_from_jieba() -> None:
-    from llmbook.text import words_missing_from_jieba
+    from llmbook.text.chinese import words_missing_from_jieba
 
     corpus = [["中国", "龘靐齉", "1997年", "，"]] * 3 + [["罕罕见词"]]
     got = words_missing_from_jieba(corpus, min_count=3)

@@ -1,10 +1,10 @@
-"""Tests for llmbook.tokenizers: round-trips, special ids, unknowns, errors, persistence."""
+"""Tests for llmbook.text.tokenizers: round-trips, special ids, unknowns, errors, persistence."""
 
 from __future__ import annotations
 
 import pytest
 
-from llmbook.tokenizers import SPECIAL_TOKENS, CharTokenizer
+from llmbook.text.tokenizers import SPECIAL_TOKENS, CharTokenizer
 
 POEMS = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]
 
@@ -72,7 +72,7 @@ def test_char_errors() -> None:
 
 # ---------------------------------------------------------------------- word and BPE
 
-from llmbook.tokenizers import BPETokenizer, WordTokenizer, compare_tokenizers  # noqa: E402
+from llmbook.text.tokenizers import BPETokenizer, WordTokenizer, compare_tokenizers  # noqa: E402
 
 NEWS = [
     "今天北京天气很好，我们去公园散步。",

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from llmbook.lmdata import WindowSampler, encode_corpus, load_ids, save_ids
+from llmbook.data.lmdata import WindowSampler, encode_corpus, load_ids, save_ids
 from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.tokenizers import CharTokenizer
-from llmbook.train import TrainConfig, lr_at, make_optimizer, train
+from llmbook.text.tokenizers import CharTokenizer
+from llmbook.training.trainer import TrainConfig, lr_at, make_optimizer, train
 
 torch.set_num_threads(2)
 

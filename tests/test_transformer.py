@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmbook.evaluate import bits_per_char
+from llmbook.evaluation.lm import bits_per_char
 from llmbook.models.attention import causal_mask
 from llmbook.models.transformer import (
     DecoderBlock,
@@ -16,7 +16,7 @@ from llmbook.models.transformer import (
     TransformerLM,
     TransformerLMConfig,
 )
-from llmbook.tokenizers import CharTokenizer
+from llmbook.text.tokenizers import CharTokenizer
 
 torch.set_num_threads(1)
 

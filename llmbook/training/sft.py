@@ -1,0 +1,132 @@
+"""Supervised instruction tuning (SFT): a prompt template and a loss on the response tokens only."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from llmbook.text.chat import CHAT, ChatTemplate
+
+__all__ = [
+    "ChatTemplate",
+    "CHAT",
+    "sft_example",
+    "collate_sft",
+    "poem_instructions",
+    "train_sft",
+]
+
+
+def sft_example(
+    tokenizer: Any,
+    instruction: str,
+    response: str,
+    block_size: int,
+    template: ChatTemplate = CHAT,
+) -> tuple[list[int], list[int]]:
+    """Input ids and targets of one SFT example; prompt targets are ``-100`` (no loss).
+
+    The sequence is ``<bos> prompt response end``; ``targets[t]`` is the token at ``t+1``
+    for response positions and ``-100`` for prompt positions.  Raises ``ValueError`` when
+    it does not fit in ``block_size``.
+    """
+    prompt = [tokenizer.bos_id] + tokenizer.encode(template.render(instruction))
+    answer = tokenizer.encode(response + template.end)
+    seq = prompt + answer
+    if len(seq) - 1 > block_size:
+        raise ValueError(
+            f"SFT example of {len(seq) - 1} tokens exceeds block_size {block_size}; "
+            "shorten the instruction/response or use a model with a longer context"
+        )
+    inputs = seq[:-1]
+    targets = [-100] * (len(prompt) - 1) + answer
+    return inputs, targets
+
+
+def collate_sft(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Right-pad SFT examples: inputs with ``pad_id``, targets with ``-100``."""
+    T = max(len(x) for x, _ in batch)
+    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), T), -100, dtype=torch.long)
+    for i, (a, b) in enumerate(batch):
+        x[i, : len(a)] = torch.tensor(a)
+        y[i, : len(b)] = torch.tensor(b)
+    return x, y
+
+
+_INSTRUCTIONS = {
+    "五言绝句": "写一首五言绝句，题为{title}",
+    "七言绝句": "写一首七言绝句，题为{title}",
+}
+
+
+def poem_instructions(
+    poems: Sequence[Any],
+    forms: Sequence[str] = ("五言绝句", "七言绝句"),
+    tokenizer: Any = None,
+) -> list[tuple[str, str]]:
+    """``(instruction, poem text)`` pairs, e.g. 「写一首五言绝句，题为静夜思」 → the poem.
+
+    With ``tokenizer``, pairs containing a character outside its vocabulary are skipped
+    (titles with spaces or rare characters), so no ``<unk>`` enters the training data.
+    """
+    out = []
+    for p in poems:
+        if p.form in forms and p.form in _INSTRUCTIONS and p.title:
+            pair = (_INSTRUCTIONS[p.form].format(title=p.title), p.text)
+            if tokenizer is not None and not all(c in tokenizer for c in CHAT.full(*pair)):
+                continue
+            out.append(pair)
+    return out
+
+
+def train_sft(
+    model: nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    steps: int = 100,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    template: ChatTemplate = CHAT,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    """Instruction-tune a language model on ``pairs`` with the prompt masked out of the loss.
+
+    Trains the parameters that require grad; returns the loss per step.
+    """
+    from llmbook.utils import progress_bar
+
+    block_size = int(getattr(model, "config").block_size)  # noqa: B009
+    examples = []
+    for ins, res in pairs:
+        try:
+            examples.append(sft_example(tokenizer, ins, res, block_size, template))
+        except ValueError:
+            continue  # too long for the context: skipped
+    if not examples:
+        raise ValueError("no SFT example fits in the model's block_size; give shorter pairs")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model.train()
+    losses = []
+    for s in progress_bar(range(steps), disable=not progress, desc="SFT"):
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * s / steps))
+        x, y = collate_sft([rng.choice(examples) for _ in range(batch_size)], tokenizer.pad_id)
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
