@@ -50,12 +50,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from llmbook.models.ngram_tables import (
+    OrderTable,
+    TokenIds,
+    empty_stats,
+    tokenize_corpus,
+    unique_keys,
+)
 
 __all__ = [
     "NGramLM",
@@ -75,79 +82,6 @@ FloatArray = npt.NDArray[np.float64]
 
 class NotFittedError(RuntimeError):
     """The model was used before :meth:`NGramLM.fit`."""
-
-
-def tokenize_corpus(
-    texts: Iterable[str] | Iterable[Sequence[str]], unit: str = "char"
-) -> list[list[str]]:
-    """Turn texts into token lists: characters (``unit="char"``) or jieba words (``"word"``).
-
-    Items that are already sequences of strings (pre-tokenised) are kept as they are.
-    """
-    if isinstance(texts, str):
-        raise TypeError(
-            "expected an iterable of texts, got a single str; wrap it in a list: [text]"
-        )
-    if unit not in ("char", "word"):
-        raise ValueError(f"unit must be 'char' or 'word', got {unit!r}")
-    cut = None
-    if unit == "word":
-        import jieba
-
-        cut = jieba.lcut
-    out: list[list[str]] = []
-    for i, t in enumerate(texts):
-        if isinstance(t, str):
-            out.append(list(t) if cut is None else [w for w in cut(t) if w.strip()])
-        elif isinstance(t, Sequence) and all(isinstance(w, str) for w in t):
-            out.append(list(t))
-        else:
-            raise TypeError(
-                f"text {i} is {type(t).__name__}; pass strings or lists of token strings"
-            )
-    return out
-
-
-@dataclass
-class _Order:
-    """Tables of one order m: sorted keys of the distinct m-grams and their statistics."""
-
-    keys: IntArray  # ctx_id * V + word, sorted; for m = 1 the token ids 0..V-1
-    count: FloatArray  # raw count of each m-gram
-    cont: FloatArray  # continuation count N1+(. gram) (filled for m < n)
-    ctx_total: FloatArray  # per (m-1)-gram context: sum of raw counts (top) or cont counts
-    ctx_types: FloatArray  # per context: distinct followers (continuation or raw)
-    ctx_types_raw: FloatArray  # per context: distinct followers by raw counts (NLTK)
-
-
-class _TokenIds(dict[str, int]):
-    """Token -> id with unknown tokens mapped to ``<unk>`` (fast with ``map``)."""
-
-    def __init__(self, stoi: dict[str, int], unk: int) -> None:
-        super().__init__(stoi)
-        self.unk = unk
-
-    def __missing__(self, key: str) -> int:
-        return self.unk
-
-
-def _unique(keys: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray]:
-    """Like ``np.unique(return_index, return_inverse, return_counts)`` but with an unstable
-    sort: the "first" index is *some* occurrence of each key, which is all we need."""
-    order = np.argsort(keys)
-    srt = keys[order]
-    flag = np.empty(len(srt), dtype=bool)
-    flag[:1] = True
-    np.not_equal(srt[1:], srt[:-1], out=flag[1:])
-    starts = np.flatnonzero(flag)
-    inv = np.empty(len(keys), dtype=np.int64)
-    inv[order] = np.cumsum(flag) - 1
-    counts = np.diff(np.append(starts, len(srt)))
-    return srt[starts], order[starts], inv, counts
-
-
-def _EMPTY3() -> tuple[FloatArray, FloatArray, FloatArray]:
-    return np.zeros(0), np.zeros(0), np.zeros(0)
 
 
 class NGramLM:
@@ -208,7 +142,7 @@ class NGramLM:
         self.n_end = n - 1 if nltk_compat else 1
         self.vocab: list[str] = []
         self.stoi: dict[str, int] = {}
-        self._orders: list[_Order] = []
+        self._orders: list[OrderTable] = []
         self.num_tokens = 0
 
     def __repr__(self) -> str:
@@ -231,7 +165,7 @@ class NGramLM:
     def _encode(self, sents: list[list[str]]) -> tuple[IntArray, IntArray]:
         """Padded token ids of all sentences, concatenated, and the tokens left in each sentence."""
         pad, end = [BOS] * (self.n - 1), [EOS] * self.n_end
-        lookup = _TokenIds(self.stoi, self.stoi[UNK])
+        lookup = TokenIds(self.stoi, self.stoi[UNK])
         flat = chain.from_iterable(pad + s + end for s in sents)
         ids = np.fromiter(map(lookup.__getitem__, flat), dtype=np.int64)
         lengths = np.fromiter((len(s) for s in sents), dtype=np.int64, count=len(sents))
@@ -261,18 +195,20 @@ class NGramLM:
         seq, rem = self._encode(sents)
         self.num_tokens = int(len(seq))
 
-        orders: list[_Order] = []
+        orders: list[OrderTable] = []
         count1 = np.bincount(seq, minlength=V).astype(np.float64)
-        orders.append(_Order(np.arange(V, dtype=np.int64), count1, np.zeros(V), *_EMPTY3()))
+        orders.append(OrderTable(np.arange(V, dtype=np.int64), count1, np.zeros(V), *empty_stats()))
         gids: list[IntArray] = [seq]  # id of the m-gram starting at each position, -1 if none
         for m in range(2, n + 1):
             valid = np.flatnonzero(rem >= m)
             keys = gids[-1][valid] * V + seq[valid + m - 1]
-            uniq, first, inv, cnt = _unique(keys)
+            uniq, first, inv, cnt = unique_keys(keys)
             gid = np.full(len(seq), -1, dtype=np.int64)
             gid[valid] = inv.reshape(-1)
             gids.append(gid)
-            orders.append(_Order(uniq, cnt.astype(np.float64), np.zeros(len(uniq)), *_EMPTY3()))
+            orders.append(
+                OrderTable(uniq, cnt.astype(np.float64), np.zeros(len(uniq)), *empty_stats())
+            )
             # continuation counts: N1+(. g) for g of order m-1 = number of distinct m-grams
             # whose suffix is g; the suffix of the m-gram at i is the (m-1)-gram at i+1.
             suffix = gids[m - 2][valid[first] + 1]
@@ -297,7 +233,7 @@ class NGramLM:
         return self
 
     def _all_gids(
-        self, seq: IntArray, rem: IntArray, orders: list[_Order] | None = None
+        self, seq: IntArray, rem: IntArray, orders: list[OrderTable] | None = None
     ) -> list[IntArray]:
         """For each order m, the training id of the m-gram starting at each position (-1: unseen)."""
         orders = self._orders if orders is None else orders
