@@ -1,7 +1,8 @@
 # llmbook — two commands:
 #   make book   set up everything (Debian fonts + browser, .venv, pip) and build the HTML book
-#   make test   set up everything and run every test (lint, types, unit tests, all chapters
-#               under nbval, the book build and a headless-browser check of the built site)
+#   make test   set up everything and run every test (lint, types, unit tests, the unit tests
+#               again against the lowest declared versions, all chapters under nbval, the
+#               book build and a headless-browser check of the built site)
 # Both are idempotent: set-up steps are skipped when their stamp is newer than their inputs.
 
 SHELL := /bin/bash
@@ -14,11 +15,12 @@ APT_PACKAGES := $(shell grep -v '^\#' apt.txt)
 JB_FLAGS := -W -n --keep-going
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup book test unit chapters lint typecheck browser bench data manifest notebook execute sync-repo-url clean
+.PHONY: help setup book test unit lowest chapters lint typecheck browser bench data manifest notebook execute sync-repo-url clean
 
 help:
 	@echo "make book   - install everything and build the HTML book into _build/html"
 	@echo "make test   - install everything and run the whole test suite (what CI runs)"
+	@echo "make lowest - run the fast unit tests against the lowest versions pyproject.toml declares"
 	@echo "make bench  - run the benchmarks and write benchmarks/RESULTS.md"
 	@echo "make notebook NB=01_background - regenerate one chapter from chapters/src and execute it"
 	@echo "make execute - regenerate and execute every chapter"
@@ -94,6 +96,33 @@ unit: setup
 	@echo ">>> [unit] pytest tests (all but the browser test)"
 	$(BIN)/python -m pytest tests -m "not browser" -q
 
+# The lowest versions pyproject.toml declares, in a venv of their own: book/lowest_pins.py turns
+# every ">=" of the core dependencies and of the serve extra into "==" (so this cannot drift
+# from pyproject.toml); the test tools come at requirements.txt's pins, except httpx at the dev
+# extra's lower bound (Starlette 0.27's TestClient needs httpx < 0.28); llmbook goes in with
+# --no-deps.  Tests that need another extra (transformers, jupytext, playwright) skip.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_TEST_TOOLS := pytest pytest-socket hypothesis nltk sacrebleu rouge-score
+LOWEST_TESTS := tests -m "not slow and not browser" -q --ignore=tests/test_book.py --ignore=tests/test_browser.py
+
+$(LOWEST_VENV)/.installed: pyproject.toml requirements.txt book/lowest_pins.py Makefile
+	@echo ">>> [lowest] creating $(LOWEST_VENV) with the lowest declared versions"
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(PYTHON) book/lowest_pins.py --extra serve --lowest httpx --pinned $(LOWEST_TEST_TOOLS) > $(LOWEST_VENV)/pins.txt
+	@echo ">>> [lowest] pins: $$(tr '\n' ' ' < $(LOWEST_VENV)/pins.txt)"
+	@start=$$SECONDS; \
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-compile -r $(LOWEST_VENV)/pins.txt; \
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps -e .; \
+	echo ">>> [lowest] installed in $$((SECONDS - start)) s"
+	@touch $@
+
+lowest: $(STAMPS)/apt $(LOWEST_VENV)/.installed
+	@echo '>>> [lowest] pytest $(LOWEST_TESTS)  (in $(LOWEST_VENV))'
+	@start=$$SECONDS; \
+	$(LOWEST_VENV)/bin/python -m pytest $(LOWEST_TESTS); \
+	echo ">>> [lowest] unit tests passed against the lowest versions in $$((SECONDS - start)) s"
+
 chapters: setup
 	@echo ">>> [chapters] pytest --nbval-lax chapters/ (every chapter executes offline: LLMBOOK_OFFLINE=1; tagged cells must match)"
 	LLMBOOK_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:randomly chapters -q
@@ -102,7 +131,7 @@ browser: setup
 	@echo ">>> [browser] headless chromium over the built book"
 	LLMBOOK_BROWSER_TESTS=1 $(BIN)/python -m pytest tests -m browser -q
 
-test: lint typecheck unit chapters book browser
+test: lint typecheck unit lowest chapters book browser
 	@echo ">>> [test] all checks passed"
 
 bench: setup
@@ -133,4 +162,4 @@ sync-repo-url:
 	$(PYTHON) book/sync_repo_url.py
 
 clean:
-	rm -rf _build $(STAMPS)
+	rm -rf _build $(STAMPS) $(LOWEST_VENV)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmbook.generation.decoding import generate  # noqa: E402
 from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
+from llmbook.models.hf import to_hf  # noqa: E402
 
 THREADS = 2
 # The training comparison uses a config of the size chapter 5 trains on a CPU.
@@ -42,36 +43,6 @@ TRAIN_CFG = dict(vocab_size=6551, block_size=128, n_layer=4, n_head=4, n_embd=25
 BATCH = 16
 GEN_CFG = dict(vocab_size=6551, block_size=512, n_layer=6, n_head=6, n_embd=384)
 NEW_TOKENS = 256
-
-
-def to_hf(model: GPT) -> Any:
-    """``transformers.GPT2LMHeadModel`` with exactly the weights of ``model``."""
-    import transformers
-
-    c = model.config
-    cfg = transformers.GPT2Config(
-        vocab_size=c.vocab_size,
-        n_positions=c.block_size,
-        n_embd=c.n_embd,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        activation_function="gelu_new",
-        layer_norm_epsilon=1e-5,
-    )
-    hf = transformers.GPT2LMHeadModel(cfg)
-    sd = {}
-    for k, v in model.state_dict().items():
-        if k.startswith("lm_head"):
-            continue
-        if any(k.endswith(s) for s in ("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-            v = v.t()
-        sd["transformer." + k.replace("blocks.", "h.")] = v
-    hf.load_state_dict(sd, strict=False)
-    hf.tie_weights()
-    return hf
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:

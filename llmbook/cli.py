@@ -3,7 +3,7 @@
 A config file has four tables (see ``configs/cpu-tiny.toml``)::
 
     threads = 2                  # optional: torch.set_num_threads
-    [data]    corpus, tokenizer, min_freq, limit
+    [data]    corpus ("poems" or "modern"), tokenizer, min_freq, max_size, limit
     [model]   the fields of llmbook.models.gpt.GPTConfig (vocab_size comes from the tokenizer)
     [train]   the fields of llmbook.training.trainer.TrainConfig
     [export]  dir: where the finished model is exported (weights + tokenizer + model card facts)
@@ -19,11 +19,11 @@ import platform
 import shlex
 import sys
 import time
+import tomllib
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
 __all__ = [
@@ -36,9 +36,13 @@ __all__ = [
     "build_corpus",
 ]
 
-DEFAULT_CHECKPOINT = "data/checkpoints/gpt-poetry"
-CORPORA = ("poems",)
-DATA_KEYS = {"corpus", "tokenizer", "min_freq", "limit"}
+#: ``--checkpoint`` default: the shipped poetry GPT (a name of
+#: :data:`llmbook.data.registry.SHIPPED_CHECKPOINTS`; a directory path works too)
+DEFAULT_CHECKPOINT = "gpt-poetry"
+#: ``poems``: the book's shared Tang-poem split (chapter 5); ``modern``: People's Daily plus
+#: the training reviews (:func:`llmbook.data.modern.modern_pretraining_texts`, chapter 6)
+CORPORA = ("poems", "modern")
+DATA_KEYS = {"corpus", "tokenizer", "min_freq", "max_size", "limit"}
 TOP_KEYS = {"name", "threads", "data", "model", "train", "export"}
 EXPORT_KEYS = {"dir"}
 
@@ -75,7 +79,13 @@ class RunConfig:
             )
         if self.data["tokenizer"] != "char":
             raise ConfigError(
-                f"{source}: [data] tokenizer must be 'char' (the poem GPT is character-level)"
+                f"{source}: [data] tokenizer must be 'char' (the book's GPTs are character-level)"
+            )
+        max_size = self.data.setdefault("max_size", None)
+        if max_size is not None and (not isinstance(max_size, int) or max_size <= 4):
+            raise ConfigError(
+                f"{source}: [data] max_size (vocabulary size, special tokens included) must be "
+                f"an int > 4, got {max_size!r}"
             )
         self.model = dict(raw.get("model", {}))
         model_keys = {f.name for f in fields(GPTConfig)} - {"vocab_size"}
@@ -114,7 +124,7 @@ def config_path(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(
             f"no shipped config named {name!r} at {path}; the repository's configs/ folder has "
-            "cpu-tiny, cpu-small and gpu-small (clone the repository to get it)"
+            "cpu-tiny, cpu-small, cpu-modern and gpu-small (clone the repository to get it)"
         )
     return path
 
@@ -130,7 +140,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not path.is_file():
         raise ConfigError(
             f"config file {path} not found; the repository ships configs/cpu-tiny.toml, "
-            "configs/cpu-small.toml and configs/gpu-small.toml"
+            "configs/cpu-small.toml, configs/cpu-modern.toml and configs/gpu-small.toml"
         )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -149,11 +159,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def build_corpus(data: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """Train/valid/test texts of the config's corpus (the book's shared poem split)."""
-    from llmbook.data.poetry import poem_lm_texts
+    """Train/valid/test texts of the config's corpus (``data["corpus"]``, see :data:`CORPORA`).
 
+    The ``modern`` corpus has no test split (its held-out reviews are the sentiment
+    test set, never trained on): its test list is empty.  ``limit`` keeps the first
+    ``limit`` training texts and a tenth as many held-out ones.
+    """
+    corpus = data.get("corpus", "poems")
+    if corpus == "poems":
+        from llmbook.data.poetry import poem_lm_texts
+
+        tr, va, te = (poem_lm_texts(s) for s in ("train", "valid", "test"))
+    elif corpus == "modern":
+        from llmbook.data.modern import modern_pretraining_texts
+
+        tr, va, te = modern_pretraining_texts("train"), modern_pretraining_texts("valid"), []
+    else:
+        raise ConfigError(f"[data] corpus must be one of {CORPORA}, got {corpus!r}")
     limit = data.get("limit")
-    tr, va, te = (poem_lm_texts(s) for s in ("train", "valid", "test"))
     if limit is not None:
         tr, va, te = tr[:limit], va[: max(1, limit // 10)], te[: max(1, limit // 10)]
     return tr, va, te
@@ -205,7 +228,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     info = setup_distributed()
     t0 = time.perf_counter()
     train_texts, valid_texts, test_texts = build_corpus(rc.data)
-    tok: Any = CharTokenizer.fit([t + "\n" for t in train_texts], min_freq=rc.data["min_freq"])
+    tok: Any = CharTokenizer.fit(
+        [t + "\n" for t in train_texts],
+        min_freq=rc.data["min_freq"],
+        max_size=rc.data["max_size"],
+    )
     train_ids = encode_corpus(train_texts, tok)
     valid_ids = encode_corpus(valid_texts, tok)
     if rc.train.out_dir:  # memory-mapped id arrays, as a long run on a big corpus would use
@@ -249,11 +276,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if info.is_main:
         with torch.no_grad():
             vb = bits_per_char(result.model, tok, valid_texts)
-            tb = bits_per_char(result.model, tok, test_texts)
+            tb = bits_per_char(result.model, tok, test_texts) if test_texts else None
         summary = {
             "config_name": rc.name,
             "config_file": str(args.config),
             "parameters": model.num_parameters(),
+            "train_tokens": int(len(train_ids)),
             "steps": result.steps,
             "tokens_seen": result.steps * rc.train.tokens_per_step,
             "final_val_loss": result.final_val_loss,
@@ -262,15 +290,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             "tokens_per_s": result.tokens_per_s,
             "wall_seconds": wall,
             "hardware": _hardware(),
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "command": _train_command(args),
             "history": [
                 {k: h[k] for k in ("step", "train_loss", "val_loss", "lr")} for h in result.history
             ],
         }
+        test = f"test bpc {tb:.4f}" if tb is not None else "no test split"
         print(
             f"[{rc.name}] done in {wall:.0f} s: val loss {result.final_val_loss:.4f}, "
-            f"valid bpc {vb:.4f}, test bpc {tb:.4f}, {result.tokens_per_s:.0f} tokens/s",
+            f"valid bpc {vb:.4f}, {test}, {result.tokens_per_s:.0f} tokens/s",
             flush=True,
         )
         export = args.export or rc.export.get("dir")
@@ -282,12 +312,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
+    from llmbook.data.registry import SHIPPED_CHECKPOINTS, shipped_checkpoint
     from llmbook.training.checkpoint import load_checkpoint
 
-    if path == DEFAULT_CHECKPOINT:
-        from llmbook.data.registry import shipped_checkpoint
-
-        return load_checkpoint(shipped_checkpoint())
+    if path in SHIPPED_CHECKPOINTS:
+        return load_checkpoint(shipped_checkpoint(path))
     return load_checkpoint(path)
 
 
@@ -345,7 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="train a GPT from a TOML config",
-        description="Train a GPT from a TOML config (configs/cpu-tiny.toml, cpu-small.toml, gpu-small.toml). Runs under torchrun for multi-GPU.",
+        description="Train a GPT from a TOML config (configs/cpu-tiny.toml, cpu-small.toml, cpu-modern.toml, gpu-small.toml). Runs under torchrun for multi-GPU.",
     )
     t.add_argument("--config", required=True, help="TOML config file, e.g. configs/cpu-tiny.toml")
     t.add_argument(
@@ -371,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--checkpoint",
         default=DEFAULT_CHECKPOINT,
-        help=f"checkpoint directory (default {DEFAULT_CHECKPOINT})",
+        help=f"checkpoint directory or shipped checkpoint name (default {DEFAULT_CHECKPOINT})",
     )
     g.add_argument(
         "--prompt",

@@ -19,7 +19,10 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so that runs repeat exactly.
 
     With ``deterministic=True`` PyTorch is also asked to use deterministic kernels
-    where it has them (``warn_only`` so that ops without one still run).
+    where it has them (``warn_only`` so that ops without one still run); this switch is
+    process-wide.  ``PYTHONHASHSEED`` (the salt of ``hash(str)``) is not set: it is read
+    once when the interpreter starts, so setting it in a running process has no effect.
+    Export it before starting Python (the Makefile exports ``PYTHONHASHSEED=0``).
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -28,7 +31,6 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 

@@ -17,7 +17,7 @@ from llmbook.models.positional import (
     sinusoidal_encoding,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _qkv(seed: int = 0, b: int = 2, h: int = 3, t: int = 5, s: int = 5, d: int = 4):

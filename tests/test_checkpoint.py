@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from conftest import tiny_gpt
 from safetensors.torch import load_file
 
 import llmbook.training.checkpoint as ckpt
-from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.gpt import GPT
 from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.checkpoint import (
     CheckpointError,
@@ -22,12 +26,7 @@ from llmbook.training.checkpoint import (
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
 
 
-def make() -> tuple[GPT, CharTokenizer]:
-    tok = CharTokenizer.fit([POEM])
-    torch.manual_seed(0)
-    return GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16)
-    ), tok
+make = partial(tiny_gpt, texts=[POEM])  # (model, tokenizer)
 
 
 def test_round_trip_restores_model_tokenizer_and_meta(tmp_path: Path) -> None:
@@ -144,3 +143,79 @@ def test_overwriting_replaces_the_checkpoint(tmp_path: Path) -> None:
 def test_model_without_config_dataclass_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="no dataclass .config"):
         save_checkpoint(tmp_path / "c", torch.nn.Linear(2, 2))
+
+
+def _edit_weights(path: Path, edit: Any) -> None:
+    """Apply ``edit`` to the tensors of ``path/model.safetensors`` and re-hash the checkpoint,
+    as an attacker or a buggy tool would: only the loader's own checks can notice."""
+    from safetensors.torch import save_file
+
+    tensors = edit(load_file(str(path / "model.safetensors")))
+    save_file(tensors, str(path / "model.safetensors"))
+    table = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
+    table["files"] = {
+        f: hashlib.sha256((path / f).read_bytes()).hexdigest() for f in table["files"]
+    }
+    (path / "checkpoint.json").write_text(json.dumps(table), encoding="utf-8")
+
+
+def _classifier(tmp_path: Path) -> tuple[Path, Any, Any]:
+    from llmbook.models.classifier import GPTClassifier
+
+    gpt, tok = make()
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"], pooling="mean", max_len=12).eval()
+    return ckpt.save_classifier(tmp_path / "clf", clf, tok, {"note": "x"}), clf, tok
+
+
+def test_classifier_is_one_ordinary_checkpoint(tmp_path: Path) -> None:
+    from llmbook.models.classifier import GPTClassifier
+
+    path, clf, tok = _classifier(tmp_path)
+    assert sorted(p.name for p in path.iterdir()) == [
+        "checkpoint.json",
+        "config.json",
+        "meta.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]  # nothing written next to the checkpoint after it was renamed into place
+    assert set(json.loads((path / "checkpoint.json").read_text())["files"]) == {
+        "config.json",
+        "meta.json",
+        "model.safetensors",
+        "tokenizer.json",
+    }
+    cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert cfg["model_class"] == "llmbook.models.classifier.GPTClassifier"
+    keys = load_file(str(path / "model.safetensors"))
+    assert {"head.weight", "head.bias", "gpt.wte.weight"} <= set(keys)
+    assert "gpt.lm_head.weight" not in keys  # tied: stored once
+    loaded, tok2, info = ckpt.load_classifier(path)
+    assert isinstance(loaded, GPTClassifier) and not loaded.training
+    assert info["labels"] == ["负面", "正面"] and info["max_len"] == 12
+    assert info["pooling"] == "mean" and info["meta"]["note"] == "x"
+    ids = torch.tensor([tok.encode("床前明月", add_bos=True)])
+    lens = torch.tensor([ids.size(1)])
+    torch.testing.assert_close(loaded(ids, lens)[0], clf(ids, lens)[0], rtol=0, atol=0)
+    assert tok2.itos == tok.itos
+
+
+def test_classifier_with_a_missing_or_corrupt_head_is_a_clear_error(tmp_path: Path) -> None:
+    path, _, _ = _classifier(tmp_path)
+    _edit_weights(path, lambda t: {k: v for k, v in t.items() if k != "head.bias"})
+    with pytest.raises(CheckpointError, match=r"missing tensors \['head.bias'\]"):
+        ckpt.load_classifier(path)
+    path, _, _ = _classifier(tmp_path)
+    _edit_weights(path, lambda t: {**t, "head.weight": torch.zeros(3, 7)})
+    with pytest.raises(CheckpointError, match="model.safetensors does not fit GPTClassifier"):
+        ckpt.load_classifier(path)
+    path, _, _ = _classifier(tmp_path)
+    _edit_weights(path, lambda t: {**t, "head.extra": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=r"unexpected tensors \['head.extra'\]"):
+        load_checkpoint(path)
+
+
+def test_load_classifier_refuses_a_plain_gpt(tmp_path: Path) -> None:
+    model, tok = make()
+    save_checkpoint(tmp_path / "c", model, tok)
+    with pytest.raises(CheckpointError, match="not a GPTClassifier"):
+        ckpt.load_classifier(tmp_path / "c")

@@ -13,9 +13,7 @@ from llmbook.__main__ import main as llmbook_main
 from llmbook.cli import ConfigError, load_config, main
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["cpu-tiny", "cpu-small", "gpu-small"]
-
-torch.set_num_threads(2)
+CONFIGS = ["cpu-tiny", "cpu-small", "cpu-modern", "gpu-small"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -23,6 +21,38 @@ def test_shipped_configs_parse(name: str) -> None:
     rc = load_config(ROOT / "configs" / f"{name}.toml")
     assert rc.name == name
     assert rc.train.block_size <= rc.model.get("block_size", 128)
+
+
+def test_cpu_modern_reproduces_the_shipped_gpt_modern_settings() -> None:
+    from dataclasses import asdict
+
+    rc = load_config("cpu-modern")
+    shipped = json.loads(
+        (ROOT / "data" / "checkpoints" / "gpt-modern" / "config.json").read_text(encoding="utf-8")
+    )
+    train = {k: v for k, v in asdict(rc.train).items() if k != "deterministic"}
+    assert train == shipped["train_config"]
+    model = {k: v for k, v in shipped["model_config"].items() if k in rc.model}
+    assert rc.model == model and rc.data["max_size"] == shipped["model_config"]["vocab_size"]
+    assert rc.data["corpus"] == "modern" and rc.export["dir"] == "data/checkpoints/gpt-modern"
+
+
+def test_train_on_the_modern_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "modern"
+    overrides = ["data.limit=40", "data.max_size=300", "train.max_steps=2", "train.eval_batches=1"]
+    overrides += ["model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_size=32"]
+    overrides += ["train.block_size=32", "train.batch_size=4"]
+    args = ["train", "--config", "cpu-modern", "--export", str(export)]
+    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    out = capsys.readouterr().out
+    assert "no test split" in out and "exported to" in out
+    meta = json.loads((export / "meta.json").read_text(encoding="utf-8"))
+    assert meta["steps"] == 2 and meta["valid_bpc"] > 0 and meta["test_bpc"] is None
+    tok = json.loads((export / "tokenizer.json").read_text(encoding="utf-8"))
+    assert len(tok["tokens"]) == 300  # data.max_size caps the vocabulary
+    bad = [*args, "--set", "data.corpus='novels'"]
+    assert main(bad) == 2
+    assert "corpus must be one of ('poems', 'modern')" in capsys.readouterr().err
 
 
 def test_gpu_small_has_tens_of_millions_of_parameters() -> None:

@@ -147,6 +147,56 @@ def test_missing_file_is_named_with_fix(data_copy, monkeypatch):
         registry.data_path("nonexistent.csv")
 
 
+def test_hash_fraction_keeps_every_split_where_it_was():
+    # the values of the formula the poetry, People's Daily and pinyin splits always used
+    # (sha1 -> first 8 hex digits / 0xFFFFFFFF); changing them would reshuffle every split
+    recorded = {
+        "床前明月光": 0.5961163904508847,
+        "": 0.8524420221458286,
+        "abc": 0.6624945529416424,
+        "中华人民共和国成立五十周年": 0.808278031369736,
+    }
+    for text, fraction in recorded.items():
+        assert registry.hash_fraction(text) == fraction
+        digest = hashlib.sha1(text.encode("utf-8")).digest()
+        assert registry.hash_fraction(text) == int.from_bytes(digest[:4], "big") / (2**32 - 1)
+    test = {p.text for p in poetry.poetry_split()["test"]}
+    assert test == {p.text for p in poetry.load_poems() if registry.hash_fraction(p.text) < 0.05}
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    path = tmp_path / "blob.bin"
+    payload = bytes(range(256)) * 5000  # more than one 1 MiB chunk
+    path.write_bytes(payload)
+    assert registry.sha256_file(path) == hashlib.sha256(payload).hexdigest()
+
+
+def test_shipped_checkpoints_are_found_and_verified():
+    for name in registry.SHIPPED_CHECKPOINTS:
+        path = registry.shipped_checkpoint(name)
+        assert path == registry.data_dir() / "checkpoints" / name
+        assert (path / "checkpoint.json").is_file()
+    assert registry.shipped_checkpoint() == registry.shipped_checkpoint("gpt-poetry")
+
+
+def test_unknown_shipped_checkpoint_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown shipped checkpoint 'gpt2'.*'gpt-modern'"):
+        registry.shipped_checkpoint("gpt2")
+
+
+def test_shipped_checkpoint_missing_from_the_manifest_says_how_to_rebuild(data_copy):
+    manifest = data_copy / "MANIFEST.sha256"
+    lines = manifest.read_text(encoding="utf-8").splitlines(keepends=True)
+    manifest.write_text(
+        "".join(ln for ln in lines if "checkpoints/gpt-modern/" not in ln), encoding="utf-8"
+    )
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"data/checkpoints/gpt-modern/ is not in data/MANIFEST\.sha256.*cpu-modern\.toml",
+    ):
+        registry.shipped_checkpoint("gpt-modern")
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass

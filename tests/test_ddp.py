@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +16,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import tiny_gpt
 from safetensors.torch import load_file, save_file
 
-from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.training.distributed import dist_info, setup_distributed
 from llmbook.training.trainer import TrainConfig, train
 
 V = 24
 
 
-def _model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=V, block_size=16, n_layer=1, n_head=2, n_embd=16))
+_model = partial(tiny_gpt, vocab_size=V)
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +80,7 @@ def _free_port() -> int:
 # gradient's running RMS, which amplifies float rounding differences of near-zero
 # gradient entries (the two processes sum the batch in a different order): looser bound.
 @pytest.mark.parametrize("steps, optimizer, atol", [(3, "sgd", 1e-6), (1, "adamw", 1e-4)])
+@pytest.mark.usefixtures("one_thread")  # as in the workers
 def test_ddp_step_equals_single_process_step(
     tmp_path: Path, steps: int, optimizer: str, atol: float
 ) -> None:
@@ -88,7 +88,6 @@ def test_ddp_step_equals_single_process_step(
         pytest.skip("torch.distributed is not available in this build")
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), steps, optimizer), nprocs=2, join=True)
     ids, valid = _data()
-    torch.set_num_threads(1)
     single = train(_model(), ids, valid, _cfg(steps, optimizer)).model.state_dict()
     r0 = load_file(str(tmp_path / "rank0.safetensors"))
     r1 = load_file(str(tmp_path / "rank1.safetensors"))

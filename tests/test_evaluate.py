@@ -130,7 +130,7 @@ def test_clear_errors(tok: CharTokenizer) -> None:
         def forward(self, idx):
             return idx
 
-    with pytest.raises(TypeError, match="block_size"):
+    with pytest.raises(TypeError, match=r"NoConfig has no attribute 'config'.*block_size"):
         bits_per_char(NoConfig(), tok, TEXTS)
 
 

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_gpt
 
 from llmbook.data.lmdata import encode_corpus, load_ids, save_ids
 from llmbook.data.poetry import poem_lm_texts
-from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.gpt import GPT
 from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.checkpoint import (
     CheckpointError,
@@ -239,15 +240,10 @@ def test_sigkill_during_checkpoint_write_keeps_previous_and_resume_is_exact(
 # --------------------------------------------------------------------------- corruption
 
 
-def tiny_model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=8))
-
-
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     tok = CharTokenizer.fit(["床前明月光"])
-    m = tiny_model()
+    m = tiny_gpt(vocab_size=12, block_size=8, n_embd=8)
     opt = torch.optim.AdamW(m.parameters())
     m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()  # type: ignore[union-attr]
     opt.step()
@@ -318,8 +314,7 @@ def test_unverified_load_still_rejects_a_broken_weights_file(ckpt: Path) -> None
 def test_resume_from_a_corrupted_checkpoint_fails_before_training(tmp_path: Path) -> None:
     ids = encode_corpus(["床前明月光"] * 40, TOK)
     cfg = dict(TRAIN, max_steps=2, ckpt_interval=1, out_dir=str(tmp_path))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, **MODEL))  # type: ignore[arg-type]
+    model = tiny_gpt(vocab_size=TOK.vocab_size, **MODEL)
     train(model, ids, ids, TrainConfig(**cfg))  # type: ignore[arg-type]
     _flip_byte(tmp_path / "last" / "model.safetensors", 200)
     steps: list[int] = []
@@ -360,8 +355,7 @@ def _train_tiny(out_dir: Path) -> list[int]:
     """Train 3 steps with checkpoints in ``out_dir``; return the steps that ran."""
     ids = encode_corpus(["床前明月光"] * 40, TOK)
     steps: list[int] = []
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, **MODEL))  # type: ignore[arg-type]
+    model = tiny_gpt(vocab_size=TOK.vocab_size, **MODEL)
     cfg = TrainConfig(**dict(TRAIN, max_steps=3, out_dir=str(out_dir)))  # type: ignore[arg-type]
     train(model, ids, ids, cfg, callback=lambda r: steps.append(r["step"]) and None)
     return steps
@@ -408,8 +402,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(
     monkeypatch.setattr(ck, "save_file", fills_up)
     cfg = dict(TRAIN, max_steps=3, ckpt_interval=1)
     ids = encode_corpus(["床前明月光"] * 40, TOK)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, **MODEL))  # type: ignore[arg-type]
+    model = tiny_gpt(vocab_size=TOK.vocab_size, **MODEL)
     with pytest.raises(OSError, match="No space left"):
         train(model, ids, ids, TrainConfig(**dict(cfg, out_dir=str(tmp_path))))  # type: ignore[arg-type]
     assert load_checkpoint(tmp_path / "last")[2]["steps"] == 1

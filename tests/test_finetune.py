@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_gpt
 
 from llmbook.data.modern import MIN_LEAK_CHARS, modern_pretraining_texts
 from llmbook.evaluation.poems import form_compliance
-from llmbook.models.classifier import GPTClassifier, gpt_hidden_states
-from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.classifier import ClassifierConfig, GPTClassifier
+from llmbook.models.gpt import GPT
 from llmbook.models.lora import apply_lora, mark_trainable, merge_lora, trainable_share
 from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.finetune import encode_batch, finetune_classifier, predict
@@ -20,18 +21,38 @@ LABELS = [1, 0, 1, 0, 1, 0]
 
 @pytest.fixture()
 def tiny() -> tuple[GPT, CharTokenizer]:
-    torch.manual_seed(0)
-    tok = CharTokenizer.fit(TEXTS + ["问答：写一首五言绝句，题目静夜思床前明月光\n"])
-    gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32))
-    return gpt, tok
+    texts = TEXTS + ["问答：写一首五言绝句，题目静夜思床前明月光\n"]
+    return tiny_gpt(texts=texts, block_size=48, n_layer=2, n_embd=32)
 
 
-def test_hidden_states_feed_the_lm_head(tiny: tuple[GPT, CharTokenizer]) -> None:
+def test_classifier_pools_the_gpt_hidden_states(tiny: tuple[GPT, CharTokenizer]) -> None:
     gpt, tok = tiny
-    ids, _ = encode_batch(tok, TEXTS[:2], 20)
-    h = gpt_hidden_states(gpt, ids)
-    logits, _ = gpt(ids)
-    torch.testing.assert_close(gpt.lm_head(h), logits)
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"]).eval()
+    assert clf.gpt is gpt and clf.config.gpt == gpt.config
+    ids, lens = encode_batch(tok, TEXTS[:2], 20)
+    h = gpt.hidden_states(ids)
+    last = h[torch.arange(2), lens - 1]
+    logits, _ = clf(ids, lens)
+    torch.testing.assert_close(logits, clf.head(last))
+
+
+def test_classifier_config_builds_and_checks(tiny: tuple[GPT, CharTokenizer]) -> None:
+    from dataclasses import replace
+
+    gpt, _ = tiny
+    cfg = ClassifierConfig(gpt.config.to_dict(), ["负面", "正面"], max_len=32)  # type: ignore[arg-type]
+    assert cfg.gpt == gpt.config and cfg.labels == ("负面", "正面")  # a dict from JSON is parsed
+    clf = GPTClassifier(cfg)  # a fresh GPT body of that config
+    assert clf.gpt is not gpt and clf.head.out_features == 2
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        ClassifierConfig(gpt.config, ["正面"])
+    with pytest.raises(ValueError, match="pooling"):
+        ClassifierConfig(gpt.config, ["负面", "正面"], pooling="cls")
+    with pytest.raises(TypeError, match="from_gpt"):
+        GPTClassifier(gpt)  # type: ignore[arg-type]
+    other = ClassifierConfig(replace(gpt.config, vocab_size=5), ["a", "b"])
+    with pytest.raises(ValueError, match="differs"):
+        GPTClassifier(other, gpt)
 
 
 def test_encode_batch_pads_right_and_truncates(tiny: tuple[GPT, CharTokenizer]) -> None:
@@ -48,7 +69,7 @@ def test_padding_does_not_change_the_prediction(
     tiny: tuple[GPT, CharTokenizer], pooling: str
 ) -> None:
     gpt, tok = tiny
-    clf = GPTClassifier(gpt, 2, pooling=pooling).eval()
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"], pooling=pooling).eval()
     alone, lens = encode_batch(tok, ["质量太差了"], 20)
     padded, plens = encode_batch(tok, ["质量太差了", "非常满意，好评，这个东西很好用"], 20)
     a, _ = clf(alone, lens)
@@ -58,7 +79,7 @@ def test_padding_does_not_change_the_prediction(
 
 def test_classifier_learns_and_lora_share(tiny: tuple[GPT, CharTokenizer]) -> None:
     gpt, tok = tiny
-    clf = GPTClassifier(gpt, 2)
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"])
     res = finetune_classifier(
         clf, tok, TEXTS, LABELS, steps=60, batch_size=6, lr=3e-3, progress=False
     )
@@ -75,8 +96,6 @@ def test_classifier_learns_and_lora_share(tiny: tuple[GPT, CharTokenizer]) -> No
     merge_lora(clf)
     after, _ = predict(clf, tok, TEXTS)
     assert before == after
-    with pytest.raises(ValueError, match="pooling"):
-        GPTClassifier(gpt, 2, pooling="cls")
 
 
 def test_sft_masks_the_prompt(tiny: tuple[GPT, CharTokenizer]) -> None:

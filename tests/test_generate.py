@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import pytest
 import torch
+from conftest import tiny_gpt
 
 from llmbook.evaluation.poems import form_accuracy, is_regular_poem
 from llmbook.generation.decoding import (
@@ -16,21 +18,14 @@ from llmbook.generation.decoding import (
     generate_text,
     process_logits,
 )
-from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.gpt import GPT
 from llmbook.text.tokenizers import CharTokenizer
-
-torch.set_num_threads(2)
 
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
 
 
-def tiny(block: int = 32, vocab: int = 40) -> GPT:
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=32))
-    with torch.no_grad():  # larger weights: peaky, varied distributions that expose bugs
-        for p in m.parameters():
-            p.mul_(8.0)
-    return m.eval()
+# weights x 8: peaky, varied distributions that expose bugs; kwargs override the config
+tiny = partial(tiny_gpt, vocab_size=40, block_size=32, n_layer=2, n_embd=32, scale=8.0)
 
 
 PROMPT = torch.tensor([[2, 5, 7, 11], [2, 13, 17, 19]])
@@ -58,7 +53,7 @@ def test_cached_and_uncached_generation_give_identical_tokens(kw: dict) -> None:
 
 
 def test_generation_beyond_the_context_slides_the_window() -> None:
-    model = tiny(block=12)
+    model = tiny(block_size=12)
     a = generate(model, PROMPT, 30, use_cache=True)
     b = generate(model, PROMPT, 30, use_cache=False)
     assert a.shape == (2, 34) and torch.equal(a, b)
@@ -213,11 +208,7 @@ def test_bad_parameters_are_clear_errors(kw: dict, msg: str) -> None:
 
 @pytest.fixture(scope="module")
 def poem_model() -> tuple[GPT, CharTokenizer]:
-    tok = CharTokenizer.fit([POEM + "\n"])
-    torch.manual_seed(0)
-    return GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=24, n_layer=1, n_head=2, n_embd=16)
-    ), tok
+    return tiny_gpt(texts=[POEM + "\n"], block_size=24)
 
 
 def test_generate_text_stops_at_newline_and_keeps_prompt(
@@ -259,3 +250,63 @@ def test_form_metric_on_real_and_broken_poems() -> None:
     assert math.isclose(form_accuracy([seven], 7), 1.0)
     with pytest.raises(ValueError, match="at least one text"):
         form_accuracy([])
+
+
+ORACLE_CASES = [
+    dict(repetition_penalty=1.3),
+    dict(repetition_penalty=0.7),  # < 1 encourages repeats
+    dict(temperature=0.7),
+    dict(top_k=1),
+    dict(top_k=7),
+    dict(top_k=60),  # more than the vocabulary: nothing removed
+    dict(top_p=0.3),
+    dict(top_p=0.9),
+    dict(repetition_penalty=1.3, temperature=0.7, top_k=10, top_p=0.9),
+    dict(repetition_penalty=1.2, temperature=1.5, top_k=25, top_p=0.5),
+]
+
+
+@pytest.mark.parametrize(
+    "kw", ORACLE_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
+)
+def test_process_logits_matches_transformers_processors(kw: dict) -> None:
+    """Oracle: Hugging Face's logits processors, chained in the order ``generate`` uses
+    (repetition penalty, then temperature, top-k, top-p), on random logits.
+
+    Common semantics, checked here: the penalty divides positive and multiplies negative
+    logits of every token id that occurs in ``seqs`` (once, however often it occurs); HF
+    penalises its whole ``input_ids`` (prompt included, as our ``generate`` passes
+    prompt + generated tokens) unless ``prompt_ignore_length`` is set, which has no
+    counterpart here.  Top-k keeps ties with the k-th logit; a top_k above the vocabulary
+    keeps everything.  Top-p drops a token when the probability mass *above* it already
+    reaches top_p (HF: the mass from the bottom up to and including it is <= 1 - top_p),
+    so a token exactly at the boundary is dropped by both, and the top token is always kept.
+    """
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    g = torch.Generator().manual_seed(0)
+    logits = 3.0 * torch.randn(64, 50, generator=g)
+    seqs = torch.randint(0, 50, (64, 12), generator=g)  # with repeats
+    chain = []
+    if "repetition_penalty" in kw:
+        chain.append(lp.RepetitionPenaltyLogitsProcessor(penalty=kw["repetition_penalty"]))
+    if "temperature" in kw:
+        chain.append(lp.TemperatureLogitsWarper(kw["temperature"]))
+    if "top_k" in kw:
+        chain.append(lp.TopKLogitsWarper(top_k=kw["top_k"]))
+    if "top_p" in kw:
+        chain.append(lp.TopPLogitsWarper(top_p=kw["top_p"]))
+    theirs = lp.LogitsProcessorList(chain)(seqs, logits.clone())
+    ours = process_logits(logits, seqs, **kw)
+    assert torch.equal(torch.isinf(ours), torch.isinf(theirs))  # -inf in the same places
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)  # and the same finite values
+    if set(kw) == {"top_k"} and kw["top_k"] < 50:
+        assert (torch.isfinite(ours).sum(-1) == kw["top_k"]).all()  # no ties in random logits
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.8, 0.81, 0.95])
+def test_top_p_boundary_matches_transformers(top_p: float) -> None:
+    """Masses 0.5, 0.3, 0.15, 0.05: top_p 0.5, 0.8 and 0.95 sit exactly on a boundary."""
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    theirs = lp.TopPLogitsWarper(top_p=top_p)(None, logits.clone())
+    assert torch.equal(torch.isinf(process_logits(logits, top_p=top_p)), torch.isinf(theirs))

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_gpt
 
 from llmbook.models import GPT as ExportedGPT
 from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.utils import count_parameters
 
-torch.set_num_threads(2)
+# seeded, in eval mode; keyword arguments override the config (e.g. tie_weights=False)
+tiny = partial(tiny_gpt, vocab_size=50, n_layer=2, n_embd=32)
 
 
-def tiny(**kw: object) -> GPT:
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
-    cfg.update(kw)
-    return GPT(GPTConfig(**cfg)).eval()  # type: ignore[arg-type]
-
-
+# ON PURPOSE a second GPT -> GPT-2 converter next to llmbook.models.hf.to_hf: this one is an
+# independent re-implementation (written from the GPT-2 layout, sharing no code) used as an
+# oracle, to check the book's GPT and models/hf.py against transformers.  Do not replace it
+# by models/hf.py, or the tests would check that code against itself.
 def to_hf(model: GPT):  # type: ignore[no-untyped-def]
     """The same weights in transformers.GPT2LMHeadModel (Conv1D stores W transposed)."""
     transformers = pytest.importorskip("transformers")
@@ -50,6 +51,17 @@ def to_hf(model: GPT):  # type: ignore[no-untyped-def]
     assert all("lm_head" in m or "attn.bias" in m or "masked_bias" in m for m in missing)
     hf.tie_weights()
     return hf
+
+
+def test_models_hf_converter_agrees_with_the_oracle() -> None:
+    pytest.importorskip("transformers")  # the hf extra (absent in `make lowest`)
+    from llmbook.models.hf import to_hf as book_to_hf
+
+    model = tiny()
+    ours, oracle = book_to_hf(model).state_dict(), to_hf(model).state_dict()
+    assert set(ours) == set(oracle)
+    for name, tensor in oracle.items():
+        torch.testing.assert_close(ours[name], tensor, rtol=0, atol=0, msg=name)
 
 
 def test_exported_from_models_package() -> None:
@@ -117,6 +129,51 @@ def test_flops_per_token_formula() -> None:
         model.flops_per_token(seq_len=8, training=False)
         == 2 * n_matmul + 4 * c.n_layer * c.n_embd * 8
     )
+
+
+def test_hidden_states_are_what_the_lm_head_reads() -> None:
+    model = tiny()
+    idx = torch.randint(0, 50, (2, 12))
+    seen: list[torch.Tensor] = []
+    hook = model.lm_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        logits, _ = model(idx)
+    finally:
+        hook.remove()
+    h = model.hidden_states(idx)
+    assert h.shape == (2, 12, 32)
+    torch.testing.assert_close(h, seen[0], rtol=0, atol=0)
+    torch.testing.assert_close(model.lm_head(h), logits, rtol=0, atol=0)
+
+
+def test_attention_maps_are_causal_and_equal_a_manual_softmax() -> None:
+    model = tiny()
+    L, H, C = model.config.n_layer, model.config.n_head, model.config.n_embd
+    idx = torch.randint(0, 50, (2, 12))
+    maps = model.attention_maps(idx)
+    assert maps.shape == (L, 2, H, 12, 12)  # [layer, batch, head, query, key]
+    torch.testing.assert_close(maps.sum(-1), torch.ones(L, 2, H, 12))
+    assert torch.all(maps.triu(1) == 0)  # no position reads from a later one
+    # the last layer, by hand: softmax(Q K^T / sqrt(D)) on that layer's real input
+    inputs: list[torch.Tensor] = []
+    attn = model.blocks[-1].attn
+    hook = attn.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
+    try:
+        model(idx)
+    finally:
+        hook.remove()
+    q, k, _ = attn.c_attn(inputs[0]).split(C, dim=2)
+    q = q.view(2, 12, H, C // H).transpose(1, 2)
+    k = k.view(2, 12, H, C // H).transpose(1, 2)
+    scores = (q @ k.transpose(-2, -1)) / (C // H) ** 0.5
+    causal = torch.ones(12, 12, dtype=torch.bool).tril()
+    manual = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+    torch.testing.assert_close(maps[-1], manual.detach(), atol=1e-6, rtol=1e-5)
+    # spelling the attention out (to keep the weights) computes what the fused kernel does
+    weights: list[torch.Tensor] = []
+    explicit = model.hidden_states(idx, attention=weights)
+    assert len(weights) == L
+    torch.testing.assert_close(explicit, model.hidden_states(idx), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("chunks", [[16], [1] * 16, [5, 1, 1, 9], [7, 9]])

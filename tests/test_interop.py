@@ -1,31 +1,18 @@
+from functools import partial
+
 import pytest
 import torch
+from conftest import tiny_gpt
 
 pytest.importorskip("transformers")
 
-from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
 from llmbook.models.hf import from_hf, to_hf, to_hf_tokenizer  # noqa: E402
 from llmbook.text.tokenizers import CharTokenizer  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def random_gpt(**kw):
-    torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(vocab_size=40, block_size=12, n_layer=2, n_head=2, n_embd=16, **kw)
-    ).eval()
-    with torch.no_grad():  # move every weight away from its initial value (biases ≠ 0)
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model
+# noise: every weight moves away from its initial value (biases ≠ 0)
+random_gpt = partial(tiny_gpt, vocab_size=40, block_size=12, n_layer=2, noise=0.1)
 
 
 @pytest.mark.parametrize("kw", [{}, {"bias": False}, {"tie_weights": False}])
@@ -113,9 +100,7 @@ def test_tokenizer_same_ids():
 def test_mean_hidden_states_ignores_padding():
     from llmbook.models.hf import mean_hidden_states
 
-    tok = CharTokenizer.fit(["床前明月光疑是地上霜"])
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, n_embd=8))
+    model, tok = tiny_gpt(texts=["床前明月光疑是地上霜"], block_size=12, n_embd=8)
     hf = to_hf(model)
     together = mean_hidden_states(hf, tok, ["床前明月光", "霜"])
     alone = mean_hidden_states(hf, tok, ["霜"])

@@ -1,23 +1,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_gpt
 
 from llmbook.evaluation.interpret import attention_maps, saliency
-from llmbook.models.gpt import GPT, GPTConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def model():
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=30, block_size=10, n_layer=2, n_head=2, n_embd=16)).eval()
+    return tiny_gpt(vocab_size=30, block_size=10, n_layer=2)
 
 
 def test_maps_reproduce_the_attention_output(model):

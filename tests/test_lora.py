@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from conftest import tiny_gpt
 from torch import nn
 
 from llmbook.models.lora import (
@@ -128,3 +131,52 @@ def test_errors_name_the_problem() -> None:
         merge_lora(_Net())
     with pytest.raises(ValueError, match="no parameter name starts with"):
         mark_trainable(net, ["classifier"])
+
+
+@pytest.mark.parametrize("r, alpha", [(4, 8.0), (2, 3.0)])
+def test_same_weights_give_the_logits_of_peft(r: int, alpha: float) -> None:
+    """Oracle: Hugging Face ``peft`` LoRA on the same GPT with the same A and B.
+
+    peft computes ``base(x) + lora_B(lora_A(dropout(x))) * lora_alpha / r`` with
+    ``lora_A.weight`` ``[r, in]`` and ``lora_B.weight`` ``[out, r]``: our ``lora_A``/``lora_B``
+    map onto them one to one.  Compared unmerged, merged and unmerged again.
+    """
+    peft = pytest.importorskip("peft")
+    from peft.tuners.lora import LoraLayer
+
+    ours = tiny_gpt(vocab_size=30, n_layer=2, n_embd=32, noise=0.1)
+    theirs = copy.deepcopy(ours)
+    targets = ["c_attn", "c_proj"]
+    names = apply_lora(ours, targets, r=r, alpha=alpha)
+    _randomise_lora(ours)  # B = 0 would make every comparison trivially equal
+    config = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0)
+    theirs = peft.inject_adapter_in_model(config, theirs)
+    layers = {n: m for n, m in theirs.named_modules() if isinstance(m, LoraLayer)}
+    assert sorted(layers) == sorted(names)  # the same name matching
+    with torch.no_grad():
+        for name, layer in layers.items():
+            mine = ours.get_submodule(name)
+            assert layer.scaling["default"] == mine.scaling == alpha / r
+            layer.lora_A["default"].weight.copy_(mine.lora_A)
+            layer.lora_B["default"].weight.copy_(mine.lora_B)
+    x = torch.randint(0, 30, (3, 16))
+
+    def check() -> None:
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-5)
+        for name, layer in layers.items():
+            w = layer.get_base_layer().weight
+            torch.testing.assert_close(ours.get_submodule(name).weight, w, rtol=1e-6, atol=1e-6)
+
+    base = copy.deepcopy(ours.get_submodule(names[0]).weight)
+    check()
+    merge_lora(ours)
+    for layer in layers.values():
+        layer.merge()
+    check()
+    assert not torch.allclose(ours.get_submodule(names[0]).weight, base)  # really merged
+    unmerge_lora(ours)
+    for layer in layers.values():
+        layer.unmerge()
+    check()
+    torch.testing.assert_close(ours.get_submodule(names[0]).weight, base, rtol=0, atol=1e-6)

@@ -113,7 +113,13 @@ def test_unseen_rate_grows_with_n(poems) -> None:  # type: ignore[no-untyped-def
     rate = unseen_ngram_rate(train, test, max_n=4)
     assert list(rate) == [1, 2, 3, 4]
     assert rate[1] < rate[2] < rate[3] < rate[4] <= 1.0
-    assert rate[1] >= 0
+    for n in rate:  # the definition, counted directly: share of test n-gram occurrences unseen
+        seen = {g for t in train for g in ngrams(t, n)}
+        grams = [g for t in test for g in ngrams(t, n)]
+        assert rate[n] == pytest.approx(sum(g not in seen for g in grams) / len(grams), abs=1e-12)
+    # by hand: only 照 is new, so 1 of 4 unigrams, 1 of 3 bigrams, 1 of 2 trigrams, 1 of 1
+    hand = unseen_ngram_rate(["床前明月光"], ["明月光照"], max_n=4)
+    assert hand == {1: 1 / 4, 2: 1 / 3, 3: 1 / 2, 4: 1.0}
 
 
 def test_generate_is_deterministic_and_in_vocab(poems) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_gpt
 
 from llmbook.evaluation.privacy import (
     candidate_log_probs,
@@ -12,17 +13,8 @@ from llmbook.evaluation.privacy import (
     insert_canaries,
     make_canaries,
 )
-from llmbook.models.gpt import GPT, GPTConfig
-from llmbook.text.tokenizers import CharTokenizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_insert_and_deduplicate():
@@ -48,10 +40,7 @@ def test_exposure_definition():
 
 @pytest.fixture(scope="module")
 def tiny():
-    tok = CharTokenizer.fit(["0123456789密码是甲乙\n"])
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
-    return model.eval(), tok
+    return tiny_gpt(texts=["0123456789密码是甲乙\n"])
 
 
 def test_candidate_log_probs_match_brute_force(tiny):

@@ -18,6 +18,7 @@ import string
 from collections import Counter
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from llmbook.data.poetry import Poem, poetry_split
 from llmbook.data.sentiment import SentimentExample, make_sentiment_split
 from llmbook.generation.decoding import GenerationError, generate
-from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.gpt import GPT
 from llmbook.models.ngram import BOS, EOS, UNK, NGramLM
 from llmbook.text import tokenizers as tokmod
 from llmbook.text.tokenizers import SPECIAL_TOKENS, CharTokenizer
@@ -252,8 +253,7 @@ def test_ngram_next_token_distribution_sums_to_one(
 
 @pytest.fixture(scope="module")
 def tiny_gpt() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)).eval()
+    return conftest.tiny_gpt(vocab_size=11, block_size=8, n_embd=8)
 
 
 def _gen(model: GPT, **kw: object) -> torch.Tensor:

@@ -119,3 +119,43 @@ def test_qa_set_is_consistent_with_the_corpus() -> None:
         assert q.answer in q.passage
         assert q.question.endswith("？")
         assert q.question not in q.passage  # questions are written, not copied
+
+
+def _zipf_corpus(seed: int) -> list[list[str]]:
+    """Random passages over 40 terms with Zipf-like frequencies: the commonest terms occur in
+    more than half of the passages (where Okapi's raw IDF would be negative)."""
+    rng = np.random.default_rng(seed)
+    terms = [f"t{i}" for i in range(40)]
+    p = 1.0 / np.arange(1, 41)
+    return [list(rng.choice(terms, size=rng.integers(1, 30), p=p / p.sum())) for _ in range(60)]
+
+
+@pytest.mark.parametrize(("k1", "b"), [(1.5, 0.75), (1.2, 0.0), (2.0, 1.0)])
+def test_bm25_matches_rank_bm25(k1: float, b: float) -> None:
+    """Oracle: ``rank_bm25``'s Okapi scoring with our IDF plugged in.
+
+    The IDF differs: ours is the non-negative ``ln(1 + (N - n + 0.5) / (n + 0.5))`` (Lucene's),
+    ``rank_bm25.BM25Okapi`` uses ``ln((N - n + 0.5) / (n + 0.5))`` and replaces negative values
+    by ``0.25 * mean IDF``.  So the oracle overrides ``BM25Okapi._calc_idf`` (fed the library's
+    own document frequencies ``n``) with ours; term counts, lengths, ``avgdl``, the saturation
+    formula and repeated query terms all stay rank_bm25's.  Where Okapi's IDF ``x`` is positive
+    the two IDFs are related by ``ln(1 + e^x)``, checked against the unmodified library.
+    """
+    rank_bm25 = pytest.importorskip("rank_bm25")
+
+    class LuceneIdf(rank_bm25.BM25Okapi):  # type: ignore[misc]
+        def _calc_idf(self, nd: dict[str, int]) -> None:
+            n = self.corpus_size
+            self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in nd.items()}
+
+    corpus = _zipf_corpus(0)
+    ours = BM25([" ".join(d) for d in corpus], k1=k1, b=b, tokenizer=str.split, doc_tokens=corpus)
+    oracle = LuceneIdf(corpus, k1=k1, b=b)
+    queries = [d[:5] for d in _zipf_corpus(1)[:20]] + [["t0", "t0", "t39"], ["nowhere"]]
+    for q in queries:
+        np.testing.assert_allclose(ours.scores(" ".join(q)), oracle.get_scores(q), rtol=1e-12)
+    okapi = rank_bm25.BM25Okapi(corpus, k1=k1, b=b)
+    positive = [t for t in ours.index if len(ours.index[t][0]) < len(corpus) / 2]
+    assert 0 < len(positive) < len(ours.index)  # both IDF regimes occur
+    for t in positive:
+        assert ours.idf(t) == pytest.approx(math.log1p(math.exp(okapi.idf[t])), rel=1e-12)

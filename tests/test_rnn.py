@@ -15,7 +15,7 @@ from llmbook.models.rnn import (
     gradient_norm_by_distance,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _copy(dst: nn.Module, src: nn.Module) -> None:

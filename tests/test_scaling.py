@@ -1,18 +1,10 @@
 import numpy as np
 import pytest
-import torch
 
 from llmbook.experiments.scaling import fit_loglog, fit_power_law, gpt_family, run_scaling
 from llmbook.training.compute import param_count
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_fit_recovers_a_known_power_law():
@@ -44,7 +36,6 @@ def test_fit_errors():
 def test_family_and_a_tiny_run():
     cfgs = gpt_family([16, 32], vocab_size=20, block_size=8, n_layer=1, head_size=8)
     assert [c.n_head for c in cfgs] == [2, 4]
-    rng = np.random.default_rng(0)
     # a learnable sequence: a repeating pattern
     ids = np.tile(np.arange(20), 200)
     runs = run_scaling(
@@ -53,16 +44,14 @@ def test_family_and_a_tiny_run():
     assert [r.n_params for r in runs] == [param_count(c) for c in cfgs]
     assert all(r.steps == 30 and r.tokens == 8 * 8 * 30 for r in runs)
     assert all(r.val_loss < np.log(20) for r in runs)  # better than uniform
+    budget = 6 * runs[1].n_params * 2000  # C = 6ND: 2000 tokens for the larger model
     fixed = run_scaling(
-        cfgs,
-        ids,
-        ids[:400],
-        flops=6 * runs[1].n_params * 2000,
-        batch_size=8,
-        progress=False,
-        eval_batches=1,
+        cfgs, ids, ids[:400], flops=budget, batch_size=8, progress=False, eval_batches=1
     )
     assert fixed[0].steps > fixed[1].steps  # the smaller model sees more tokens
-    assert rng is not None
+    assert fixed[1].steps == 2000 // (8 * 8)  # whole batches of 8 windows of 8 tokens
+    for r in fixed:  # D = C / 6N, rounded down to whole batches; the reported C is 6N·D
+        assert r.steps == int(budget / (6 * r.n_params)) // 64 and r.tokens == 64 * r.steps
+        assert r.flops == 6 * r.n_params * r.tokens <= budget
     with pytest.raises(ValueError, match="exactly one"):
         run_scaling(cfgs, ids, ids, progress=False)

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_gpt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmbook.data.lmdata import load_ids
-from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.checkpoint import (
     CheckpointError,
@@ -89,9 +89,7 @@ def rehash(ckpt: Path) -> None:
 
 
 def tiny_checkpoint(path: Path, **kw: Any) -> Path:
-    torch.manual_seed(0)
-    tok = CharTokenizer.fit([TEXT])
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    model, tok = tiny_gpt(texts=[TEXT], block_size=32)
     opt = torch.optim.AdamW(model.parameters())
     x = torch.tensor([tok.encode("春风又绿")])
     model(x, x)[1].backward()  # type: ignore[union-attr]
@@ -147,21 +145,18 @@ def test_bare_pickle_path_is_not_a_checkpoint(tmp_path: Path, marker: Path) -> N
         load_checkpoint(tmp_path / "model.safetensors")
 
 
-def test_pickled_classifier_head_is_refused(tmp_path: Path, marker: Path) -> None:
-    finetune = pytest.importorskip("llmbook.training.checkpoint")
-    torch.manual_seed(0)
-    tok = CharTokenizer.fit([TEXT])
-    gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
-    path = finetune.save_classifier(
-        tmp_path / "clf", finetune.GPTClassifier(gpt, 2), tok, ["负面", "正面"], max_len=16
-    )
-    head = path / finetune.HEAD_FILE
-    head.write_bytes(raw_pickle(marker))
-    info = json.loads((path / finetune.CLASSIFIER_FILE).read_text(encoding="utf-8"))
-    info["head_sha256"] = hashlib.sha256(head.read_bytes()).hexdigest()
-    (path / finetune.CLASSIFIER_FILE).write_text(json.dumps(info), encoding="utf-8")
-    with pytest.raises(REFUSED):
-        finetune.load_classifier(path)
+def test_pickled_classifier_weights_are_refused(tmp_path: Path, marker: Path) -> None:
+    """A classifier's head lives in its model.safetensors: a pickle there is refused."""
+    from llmbook.models.classifier import GPTClassifier
+    from llmbook.training.checkpoint import load_classifier, save_classifier
+
+    gpt, tok = tiny_gpt(texts=[TEXT], block_size=32)
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"], max_len=16)
+    path = save_classifier(tmp_path / "clf", clf, tok)
+    (path / "model.safetensors").write_bytes(raw_pickle(marker))
+    rehash(path)
+    with pytest.raises(CheckpointError, match="model.safetensors is not a valid safetensors"):
+        load_classifier(path)
 
 
 def test_pickled_token_ids_are_refused(tmp_path: Path, marker: Path) -> None:
@@ -375,9 +370,9 @@ def test_generation_length_is_bounded(client: Any, limits: Any) -> None:
 
 def test_generation_time_is_bounded(serve_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A generation that would take 30 s is answered with 504 after the time limit."""
-    import llmbook.generation.decoding
     from fastapi.testclient import TestClient
 
+    import llmbook.generation.decoding
     from llmbook.serving.server import ServeLimits, create_app
 
     def slow(*args: Any, **kwargs: Any) -> list[str]:
@@ -399,9 +394,9 @@ def test_timed_out_generation_stops_computing(
     serve_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a 504 the worker stops too: no more forward passes, and its slot is free."""
-    import llmbook.generation.decoding as g
     from fastapi.testclient import TestClient
 
+    import llmbook.generation.decoding as g
     from llmbook.serving.server import ServeLimits, create_app
 
     calls: list[float] = []

@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 
 from llmbook.applications.seq2seq import (
-    Vocab,
+    SyllableTokenizer,
     beam_search,
     char_baseline,
+    fit_sorted,
     greedy,
     hanzi_segments,
     to_pinyin,
     train_seq2seq,
 )
+from llmbook.interfaces import Tokenizer
+from llmbook.text.tokenizers import CharTokenizer
 
 
 def test_pinyin_labels_use_context() -> None:
@@ -25,11 +28,17 @@ def test_pinyin_labels_use_context() -> None:
     ]
 
 
-def test_vocab_round_trip() -> None:
-    v = Vocab.build([["a", "b"], ["b", "c"]])
-    ids = v.encode(["a", "c", "zz"], bos=True, eos=True)
-    assert ids[0] == 2 and ids[-1] == 3 and ids[3] == 1
-    assert v.decode(ids) == ["a", "c"]
+def test_syllable_tokenizer_round_trip_with_named_special_ids() -> None:
+    tok = fit_sorted(SyllableTokenizer, ["b c", "a b"])
+    assert isinstance(tok, Tokenizer)
+    # the ids follow the sorted tokens after the special ones, whatever the text order
+    assert tok.itos == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "c"]
+    ids = tok.encode("a  c zz", add_bos=True, add_eos=True)
+    assert ids == [tok.bos_id, 4, 6, tok.unk_id, tok.eos_id]
+    assert tok.decode(ids) == "a c"
+    chars = fit_sorted(CharTokenizer, ["银行", "行走"])
+    assert chars.itos[4:] == sorted("银行走")
+    assert chars.decode(chars.encode("行银")) == "行银"
 
 
 def test_char_baseline_takes_the_majority_reading() -> None:

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
+from conftest import tiny_gpt
 
 from llmbook.models.classifier import GPTClassifier
-from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.serving.server import ServeLimits, create_app, main
-from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.checkpoint import save_checkpoint, save_classifier
 
 LIMITS = ServeLimits(
@@ -33,13 +31,12 @@ LIMITS = ServeLimits(
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("serve")
-    tok = CharTokenizer.fit(["春风又绿江南岸，明月何时照我还。\n", "质量很好，非常满意", "太差了"])
-    gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16))
+    texts = ["春风又绿江南岸，明月何时照我还。\n", "质量很好，非常满意", "太差了"]
+    gpt, tok = tiny_gpt(texts=texts, block_size=64)
     save_checkpoint(root / "gpt", gpt, tok, None, {"note": "test"})
-    clf = GPTClassifier(gpt, 2).eval()
-    save_classifier(root / "clf", clf, tok, ["负面", "正面"], max_len=32)
+    clf = GPTClassifier.from_gpt(gpt, ["负面", "正面"], max_len=32).eval()
+    save_classifier(root / "clf", clf, tok)
     return root / "gpt", root / "clf"
 
 

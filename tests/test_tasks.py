@@ -15,7 +15,7 @@ from llmbook.experiments.recall import (
 )
 from llmbook.models import TransformerLM, TransformerLMConfig
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_episode_format() -> None:

@@ -9,6 +9,7 @@ import pytest
 from llmbook.text.chinese import (
     clean_text,
     count_tokens,
+    is_punct,
     load_stopwords,
     make_segmenter,
     remove_stopwords,
@@ -103,3 +104,15 @@ def test_words_missing_from_jieba() -> None:
     assert "龘靐齉" in words and "中国" not in words and "，" not in words
     assert "罕罕见词" not in words  # seen once only
     assert all(c == 3 for _, c in got)
+
+
+@pytest.mark.parametrize(
+    "token", ["，", "。", "……", "——", "《》", "“”", "!?", "％", "+", "￥", "°", " ", "\u3000", ""]
+)
+def test_is_punct_true_for_punctuation_symbols_and_spaces(token: str) -> None:
+    assert is_punct(token)
+
+
+@pytest.mark.parametrize("token", ["不错", "１９９８", "ABC", "好！", "3.5", "\n", "Ⅱ"])
+def test_is_punct_false_when_a_character_is_a_letter_digit_or_control(token: str) -> None:
+    assert not is_punct(token)

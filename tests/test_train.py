@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_gpt
 
 from llmbook.data.lmdata import WindowSampler, encode_corpus, load_ids, save_ids
-from llmbook.models.gpt import GPT, GPTConfig
 from llmbook.text.tokenizers import CharTokenizer
 from llmbook.training.trainer import TrainConfig, lr_at, make_optimizer, train
 
-torch.set_num_threads(2)
-
 V = 24
 
-
-def model(seed: int = 0, dropout: float = 0.0) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(
-        GPTConfig(vocab_size=V, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=dropout)
-    )
+model = partial(tiny_gpt, vocab_size=V)  # model(seed=..., dropout=...); train() sets train mode
 
 
 def corpus(n: int = 4000, seed: int = 0) -> np.ndarray:
@@ -111,6 +105,46 @@ def test_interrupted_and_resumed_run_gives_the_same_loss_curve(tmp_path: Path) -
     assert losses(resumed.history) == losses(full.history)
     for p, q in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_resume_from_a_checkpoint_with_a_missing_tensor_fails(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from llmbook.training.checkpoint import CheckpointError
+
+    train(model(), corpus(), corpus(500, 1), cfg(max_steps=2, out_dir=str(tmp_path)))
+    last = tmp_path / "last"
+    weights = load_file(str(last / "model.safetensors"))
+    del weights["blocks.0.ln_1.weight"]
+    save_file(weights, str(last / "model.safetensors"))
+    manifest = json.loads((last / "checkpoint.json").read_text(encoding="utf-8"))
+    manifest["files"]["model.safetensors"] = hashlib.sha256(
+        (last / "model.safetensors").read_bytes()
+    ).hexdigest()  # consistent checksums: only the weight check can notice
+    (last / "checkpoint.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"missing tensors \['blocks.0.ln_1.weight'\]"):
+        train(
+            model(), corpus(), corpus(500, 1), cfg(max_steps=4, out_dir=str(tmp_path), resume=True)
+        )
+
+
+def test_set_seed_and_train_leave_the_global_deterministic_mode_alone() -> None:
+    from llmbook.utils import set_seed
+
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        set_seed(0, deterministic=False)
+        train(model(), corpus(), corpus(500, 1), cfg(max_steps=1))
+        assert not torch.are_deterministic_algorithms_enabled()
+        train(model(), corpus(), corpus(500, 1), cfg(max_steps=1, deterministic=True))
+        assert torch.are_deterministic_algorithms_enabled()  # opt-in
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def test_callback_can_stop_early() -> None:

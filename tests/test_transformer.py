@@ -18,7 +18,7 @@ from llmbook.models.transformer import (
 )
 from llmbook.text.tokenizers import CharTokenizer
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("norm_first", [True, False])

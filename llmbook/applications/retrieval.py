@@ -7,7 +7,10 @@ r"""Passage retrieval for question answering: BM25 from scratch and dense (embed
             \mathrm{IDF}(t)=\ln\Big(1+\frac{N-n_t+0.5}{n_t+0.5}\Big)
 
   where :math:`f(t,d)` is the count of term :math:`t` in passage :math:`d`, :math:`n_t`
-  the number of passages containing it and :math:`N` the number of passages.
+  the number of passages containing it and :math:`N` the number of passages.  This IDF is
+  Lucene's, never negative; ``rank_bm25.BM25Okapi`` uses
+  :math:`\ln\frac{N-n_t+0.5}{n_t+0.5}` (floored at a quarter of the mean IDF), so its scores
+  differ (tests/test_retrieval.py checks ours against rank_bm25 with this IDF plugged in).
 * :class:`DenseRetriever` — cosine similarity between vectors from any ``embed`` function,
   e.g. :func:`mean_word_vectors` over a gensim word2vec model.
 * :func:`topk_accuracy` — share of questions whose gold passage is among the top ``k``.
@@ -26,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from llmbook.text.chinese import is_punct
+
 __all__ = [
     "tokenize_zh",
     "BM25",
@@ -38,8 +43,6 @@ __all__ = [
     "gold_segmentation",
 ]
 
-_PUNCT = set("，。、；：？！“”‘’（）《》—…·「」『』【】,.;:?!()\"' \u3000")
-
 
 def tokenize_zh(text: str, mode: str = "word") -> list[str]:
     """Tokens for retrieval: jieba words (``"word"``), characters (``"char"``) or character
@@ -49,8 +52,8 @@ def tokenize_zh(text: str, mode: str = "word") -> list[str]:
     if mode == "word":
         import jieba
 
-        return [w for w in jieba.lcut(text) if w.strip() and not all(c in _PUNCT for c in w)]
-    chars = [c for c in text if c not in _PUNCT and not c.isspace()]
+        return [w for w in jieba.lcut(text) if w.strip() and not is_punct(w)]
+    chars = [c for c in text if not c.isspace() and not is_punct(c)]
     if mode == "char":
         return chars
     if mode == "bigram":
@@ -249,7 +252,7 @@ def gold_segmentation() -> dict[int, list[str]]:
     out = {}
     for i, sent in enumerate(load_people_daily()):
         words = [unicodedata.normalize("NFKC", w) for w in sent.words]
-        out[i] = [w for w in words if w.strip() and not all(c in _PUNCT for c in w)]
+        out[i] = [w for w in words if w.strip() and not is_punct(w)]
     return out
 
 

@@ -5,32 +5,42 @@ polyphonic characters (行 xing2/hang2, 长 chang2/zhang3 …) from phrase dicti
 model must use context.  The data are short segments of People's Daily sentences (only
 Chinese characters, cut at punctuation), split into train/valid/test by a hash of the text.
 
-* :func:`pinyin_pairs` builds ``(hanzi, pinyin)`` pairs; :class:`Vocab` maps tokens to ids.
+* :func:`pinyin_pairs` builds ``(hanzi, pinyin)`` pairs; a
+  :class:`~llmbook.text.tokenizers.CharTokenizer` maps the characters and a
+  :class:`SyllableTokenizer` the pinyin syllables to ids (both built by :func:`fit_sorted`).
 * :func:`train_seq2seq` trains :class:`llmbook.models.transformer.Seq2SeqTransformer` with
-  teacher forcing; :func:`greedy` and :func:`beam_search` decode.
+  teacher forcing; :func:`greedy` and :func:`beam_search` (the search of
+  :func:`llmbook.generation.decoding.beam_search_steps`, run on the decoder) decode.
 * :func:`char_baseline` is the context-free baseline: each character's most common reading.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from llmbook.data.lmdata import right_pad
+from llmbook.data.registry import hash_fraction
+from llmbook.generation.decoding import beam_search_steps
+from llmbook.interfaces import Tokenizer
+from llmbook.text.tokenizers import SPECIAL_TOKENS, CharTokenizer, VocabTokenizer
+
 __all__ = [
     "to_pinyin",
     "hanzi_segments",
     "pinyin_pairs",
-    "Vocab",
+    "SyllableTokenizer",
+    "fit_sorted",
+    "Seq2SeqRun",
     "train_seq2seq",
     "greedy",
     "beam_search",
@@ -60,10 +70,6 @@ def hanzi_segments(lines: Sequence[str], min_len: int = 4, max_len: int = 12) ->
     return list(out)
 
 
-def _bucket(text: str) -> float:
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def pinyin_pairs(
     n: int | None = None, split: str = "train", test: float = 0.05, valid: float = 0.05
 ) -> list[tuple[str, str]]:
@@ -75,7 +81,7 @@ def pinyin_pairs(
     segs = hanzi_segments(people_daily_text())
     chosen = []
     for s in segs:
-        b = _bucket(s)
+        b = hash_fraction(s)
         which = "test" if b < test else "valid" if b < test + valid else "train"
         if which == split:
             chosen.append(s)
@@ -84,55 +90,43 @@ def pinyin_pairs(
     return [(s, to_pinyin(s)) for s in chosen]
 
 
-@dataclass
-class Vocab:
-    """Token ↔ id with ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3."""
+class SyllableTokenizer(VocabTokenizer):
+    """Tokens separated by whitespace, e.g. pinyin syllables: ``"zhong1 guo2"`` → 2 tokens.
 
-    tokens: list[str] = field(default_factory=lambda: ["<pad>", "<unk>", "<bos>", "<eos>"])
+    ``decode`` joins the tokens with one space.
+    """
 
-    def __post_init__(self) -> None:
-        self.index = {t: i for i, t in enumerate(self.tokens)}
+    kind: ClassVar[str] = "syllable"
+    _joiner: ClassVar[str] = " "
 
     @classmethod
-    def build(cls, sequences: Sequence[Sequence[str]], min_freq: int = 1) -> Vocab:
-        counts = Counter(t for seq in sequences for t in seq)
-        v = cls()
-        v.tokens += sorted(t for t, c in counts.items() if c >= min_freq)
-        v.__post_init__()
-        return v
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, seq: Sequence[str], bos: bool = False, eos: bool = False) -> list[int]:
-        ids = [self.index.get(t, 1) for t in seq]
-        return ([2] if bos else []) + ids + ([3] if eos else [])
-
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        for i in ids:
-            if i == 3:
-                break
-            if i > 3:
-                out.append(self.tokens[i])
-        return out
+    def _split(cls, text: str) -> list[str]:
+        return text.split()
 
 
-def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
-    T = max(len(r) for r in rows)
-    out = torch.zeros(len(rows), T, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+V = TypeVar("V", bound=VocabTokenizer)
+
+
+def fit_sorted(cls: type[V], texts: Iterable[str]) -> V:
+    """A ``cls`` tokenizer whose vocabulary is the special tokens, then every token of
+    ``texts`` in sorted order (so the ids depend on the set of tokens, not on their order
+    or frequency)."""
+    tokens = sorted({t for text in texts for t in cls._split(text)} - set(SPECIAL_TOKENS))
+    return cls([*SPECIAL_TOKENS, *tokens])
+
+
+def _until_eos(ids: Sequence[int], eos_id: int) -> list[int]:
+    ids = list(ids)
+    return ids[: ids.index(eos_id)] if eos_id in ids else ids
 
 
 @dataclass
 class Seq2SeqRun:
-    """A trained model with its vocabularies and loss history."""
+    """A trained model with its source and target tokenizers and loss history."""
 
     model: Any
-    src_vocab: Vocab
-    tgt_vocab: Vocab
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
     losses: list[float]
     seconds: float
 
@@ -149,63 +143,68 @@ def train_seq2seq(
     seed: int = 0,
     progress: bool = True,
 ) -> Seq2SeqRun:
-    """Train a :class:`Seq2SeqTransformer` from characters to pinyin syllables."""
+    """Train a :class:`Seq2SeqTransformer` from characters to pinyin syllables.
+
+    AdamW; the learning rate warms up over the first tenth of the steps, then decays
+    along a cosine to 0 (:func:`llmbook.optim.warmup_cosine`); gradient norm clipped to 1.
+    """
     from llmbook.models.transformer import Seq2SeqTransformer, TransformerConfig
+    from llmbook.optim import optimizer_step, warmup_cosine
     from llmbook.utils import progress_bar
 
     if not pairs:
         raise ValueError("no training pairs given")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    src_v = Vocab.build([list(h) for h, _ in pairs])
-    tgt_v = Vocab.build([p.split() for _, p in pairs])
+    src_tok = fit_sorted(CharTokenizer, [h for h, _ in pairs])
+    tgt_tok = fit_sorted(SyllableTokenizer, [p for _, p in pairs])
     max_len = max(max(len(h), len(p.split())) for h, p in pairs) + 2
     cfg = TransformerConfig(
-        src_vocab_size=len(src_v),
-        tgt_vocab_size=len(tgt_v),
+        src_vocab_size=src_tok.vocab_size,
+        tgt_vocab_size=tgt_tok.vocab_size,
         d_model=d_model,
         n_heads=n_heads,
         n_encoder_layers=layers,
         n_decoder_layers=layers,
         dropout=0.1,
         max_len=max_len,
+        pad_id=src_tok.pad_id,
     )
     model = Seq2SeqTransformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    src_ids = [src_v.encode(list(h)) for h, _ in pairs]
-    tgt_ids = [tgt_v.encode(p.split(), bos=True, eos=True) for _, p in pairs]
+    src_ids = [src_tok.encode(h) for h, _ in pairs]
+    tgt_ids = [tgt_tok.encode(p, add_bos=True, add_eos=True) for _, p in pairs]
     losses = []
     model.train()
     t0 = time.perf_counter()
-    for _ in progress_bar(range(steps), disable=not progress, desc="seq2seq"):
+    for step in progress_bar(range(steps), disable=not progress, desc="seq2seq"):
         idx = [rng.randrange(len(pairs)) for _ in range(batch_size)]
-        src = _pad([src_ids[i] for i in idx])
-        tgt = _pad([tgt_ids[i] for i in idx])
+        src, _ = right_pad([src_ids[i] for i in idx], src_tok.pad_id)
+        tgt, _ = right_pad([tgt_ids[i] for i in idx], tgt_tok.pad_id)
         logits = model(src, tgt[:, :-1])
-        gold = tgt[:, 1:].masked_fill(tgt[:, 1:] == 0, -100)
+        gold = tgt[:, 1:].masked_fill(tgt[:, 1:] == tgt_tok.pad_id, -100)
         loss = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), gold.reshape(-1), ignore_index=-100
         )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        step_lr = warmup_cosine(step, lr=lr, total_steps=steps, warmup_steps=steps // 10)
+        optimizer_step(model, opt, loss, lr=step_lr, clip=1.0)
         losses.append(loss.item())
     model.eval()
-    return Seq2SeqRun(model, src_v, tgt_v, losses, time.perf_counter() - t0)
+    return Seq2SeqRun(model, src_tok, tgt_tok, losses, time.perf_counter() - t0)
 
 
 @torch.no_grad()
 def greedy(run: Seq2SeqRun, texts: Sequence[str], batch_size: int = 256) -> list[str]:
     """Greedy decoding with the model's own ``greedy_decode``; returns pinyin strings."""
+    src_tok, tgt_tok = run.src_tokenizer, run.tgt_tokenizer
     out = []
     for s in range(0, len(texts), batch_size):
         chunk = texts[s : s + batch_size]
-        src = _pad([run.src_vocab.encode(list(t)) for t in chunk])
-        ids = run.model.greedy_decode(src, bos_id=2, eos_id=3, max_new_tokens=src.size(1) + 2)
-        out += [" ".join(run.tgt_vocab.decode(row)) for row in ids.tolist()]
+        src, _ = right_pad([src_tok.encode(t) for t in chunk], src_tok.pad_id)
+        ids = run.model.greedy_decode(
+            src, bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, max_new_tokens=src.size(1) + 2
+        )
+        out += [tgt_tok.decode(_until_eos(row, tgt_tok.eos_id)) for row in ids.tolist()]
     return out
 
 
@@ -220,42 +219,26 @@ def beam_search(
     """
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
-    model = run.model
-    src = _pad([run.src_vocab.encode(list(text))])
-    src_mask = src == 0
+    model, src_tok, tgt_tok = run.model, run.src_tokenizer, run.tgt_tokenizer
+    src, _ = right_pad([src_tok.encode(text)], src_tok.pad_id)
+    src_mask = src == src_tok.pad_id
     memory = model.encode(src, src_mask)
-    beams: list[tuple[float, list[int]]] = [(0.0, [2])]
-    finished: list[tuple[float, list[int]]] = []
-    for _ in range(len(text) + max_extra):
-        if not beams:
-            break
-        tgt = torch.tensor([b[1] for b in beams])
-        logits = model.decode(
-            tgt,
-            memory.expand(len(beams), -1, -1),
-            src_mask.expand(len(beams), -1),
-            torch.zeros_like(tgt, dtype=torch.bool),
-        )
-        logp = torch.log_softmax(logits[:, -1].float(), -1)
-        cand = []
-        for b, (score, seq) in enumerate(beams):
-            top = torch.topk(logp[b], beam)
-            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
-                cand.append((score + lp, seq + [tok]))
-        cand.sort(key=lambda c: -c[0])
-        beams = []
-        for score, seq in cand:
-            if seq[-1] == 3:
-                finished.append((score / max(1, len(seq) - 1) ** length_penalty, seq))
-            else:
-                beams.append((score, seq))
-            if len(beams) == beam:
-                break
-        if len(finished) >= beam:
-            break
-    pool = finished or beams
-    best = max(pool, key=lambda c: c[0])[1]
-    return " ".join(run.tgt_vocab.decode(best[1:]))
+
+    def next_logits(seqs: Tensor) -> Tensor:  # the decoder on the one encoded source
+        n = seqs.size(0)
+        no_pad = torch.zeros_like(seqs, dtype=torch.bool)
+        logits = model.decode(seqs, memory.expand(n, -1, -1), src_mask.expand(n, -1), no_pad)
+        return logits[:, -1].float()
+
+    best = beam_search_steps(
+        next_logits,
+        torch.tensor([[tgt_tok.bos_id]]),
+        len(text) + max_extra,
+        num_beams=beam,
+        length_penalty=length_penalty,
+        eos_id=tgt_tok.eos_id,
+    )
+    return tgt_tok.decode(_until_eos(best[0, 1:].tolist(), tgt_tok.eos_id))
 
 
 def char_baseline(train_pairs: Sequence[tuple[str, str]]) -> Any:

@@ -32,7 +32,7 @@ class Check:
 
 
 _PACKAGES = [
-    ("torch", "pip install 'torch>=2.2'  (CPU wheel: pip install torch==2.13.0)"),
+    ("torch", "pip install 'torch>=2.13'  (CPU wheel: pip install torch==2.13.0)"),
     ("numpy", "pip install numpy"),
     ("jieba", "pip install jieba"),
     ("gensim", "pip install gensim"),
@@ -44,8 +44,8 @@ _PACKAGES = [
 
 
 def _check_python() -> Check:
-    ok = sys.version_info >= (3, 10)
-    return Check("Python", ok, platform.python_version(), "llmbook needs Python 3.10 or newer")
+    ok = sys.version_info >= (3, 11)
+    return Check("Python", ok, platform.python_version(), "llmbook needs Python 3.11 or newer")
 
 
 def _check_package(name: str, hint: str) -> Check:

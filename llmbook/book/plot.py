@@ -15,7 +15,6 @@ import glob
 import os
 import sys
 import warnings
-from pathlib import Path
 
 import matplotlib
 
@@ -126,9 +125,3 @@ def setup_chinese_font(strict: bool = False) -> str | None:
 
 class CJKFontNotFound(RuntimeError):
     """Raised by ``setup_chinese_font(strict=True)`` when no CJK font is installed."""
-
-
-def font_path() -> Path | None:
-    """Path of the font :func:`setup_chinese_font` would use (for ``doctor``)."""
-    p = find_cjk_font()
-    return Path(p) if p else None

@@ -9,25 +9,23 @@ loading time: the operating system pages in only the windows that are read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["encode_corpus", "save_ids", "load_ids", "WindowSampler", "id_dtype"]
+from llmbook.interfaces import Tokenizer
 
-
-class _Encoder(Protocol):
-    @property
-    def bos_id(self) -> int: ...
-    @property
-    def unk_id(self) -> int: ...
-    @property
-    def vocab_size(self) -> int: ...
-
-    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]: ...
+__all__ = [
+    "encode_corpus",
+    "save_ids",
+    "load_ids",
+    "WindowSampler",
+    "id_dtype",
+    "right_pad",
+]
 
 
 def id_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
@@ -36,7 +34,7 @@ def id_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
 
 
 def encode_corpus(
-    texts: Iterable[str], tokenizer: _Encoder, sep: str = "\n", add_bos: bool = True
+    texts: Iterable[str], tokenizer: Tokenizer, sep: str = "\n", add_bos: bool = True
 ) -> np.ndarray:
     """Encode ``texts`` into one 1-D id array: ``[<bos>] text sep [<bos>] text sep …``.
 
@@ -132,3 +130,25 @@ class WindowSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
+
+
+def right_pad(
+    rows: Sequence[Sequence[int] | torch.Tensor], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack id sequences of different lengths into one batch, padded on the right.
+
+    Returns ``(ids [B, T], lengths [B])`` with ``T`` the longest row: ``ids[i, :lengths[i]]``
+    is row ``i`` and the rest is ``pad_id`` (use ``-100`` to pad targets that a loss must
+    ignore).  Rows may be lists of ints or 1-D tensors; the result is ``long`` on the CPU.
+
+    >>> right_pad([[5, 6, 7], [8]], pad_id=0)
+    (tensor([[5, 6, 7],
+            [8, 0, 0]]), tensor([3, 1]))
+    """
+    if not rows:
+        raise ValueError("right_pad got no rows; pass at least one sequence of ids")
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    return ids, lengths

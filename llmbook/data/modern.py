@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from llmbook.data.registry import hash_fraction
 
 __all__ = [
     "modern_pretraining_texts",
@@ -11,10 +11,6 @@ __all__ = [
 
 #: held-out reviews at least this long may not occur even inside a pretraining text
 MIN_LEAK_CHARS = 10
-
-
-def _held_out(text: str, share: float) -> bool:
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
 def modern_pretraining_texts(split: str = "train", valid_share: float = 0.02) -> list[str]:
@@ -32,9 +28,9 @@ def modern_pretraining_texts(split: str = "train", valid_share: float = 0.02) ->
         raise ValueError(f"split must be 'train' or 'valid', got {split!r}")
     news = [t for t in dict.fromkeys(people_daily_text()) if t.strip()]
     if split == "valid":
-        return [t for t in news if _held_out(t, valid_share)]
+        return [t for t in news if hash_fraction(t) < valid_share]
     reviews = [e.text for e in load_sentiment("train")]  # type: ignore[union-attr]
-    texts = [t for t in news if not _held_out(t, valid_share)] + reviews
+    texts = [t for t in news if hash_fraction(t) >= valid_share] + reviews
     # Some held-out reviews are fragments of longer training reviews (near-duplicates in the
     # source data); drop every training text equal to a held-out review or containing one of
     # at least MIN_LEAK_CHARS characters (shorter ones, like "不错", occur everywhere).

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import lzma
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from llmbook.data.registry import REBUILD, DataFileError, data_path
+from llmbook.data.registry import REBUILD, DataFileError, data_path, hash_fraction
 
 __all__ = [
     "Poem",
@@ -127,10 +126,6 @@ def load_poems(
     return out[:limit] if limit is not None else out
 
 
-def _bucket(key: str) -> float:
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def poetry_split(
     poems: Sequence[Poem] | None = None, valid: float = 0.05, test: float = 0.05
 ) -> dict[str, list[Poem]]:
@@ -144,7 +139,7 @@ def poetry_split(
     poems = load_poems() if poems is None else poems
     out: dict[str, list[Poem]] = {"train": [], "valid": [], "test": []}
     for p in poems:
-        b = _bucket(p.text)
+        b = hash_fraction(p.text)
         out["test" if b < test else "valid" if b < test + valid else "train"].append(p)
     return out
 

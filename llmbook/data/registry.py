@@ -16,6 +16,9 @@ __all__ = [
     "fetch_file",
     "REBUILD",
     "shipped_checkpoint",
+    "SHIPPED_CHECKPOINTS",
+    "sha256_file",
+    "hash_fraction",
 ]
 
 
@@ -63,12 +66,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmbook" / "data"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes as 64 hex digits (read in 1 MiB chunks, as ``sha256sum``)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def hash_fraction(text: str) -> float:
+    """A number in ``[0, 1]`` fixed by ``text`` alone: its SHA-1's first 32 bits / (2**32 - 1).
+
+    The book's train/valid/test splits put a text in a split by comparing this number with
+    the split's share (e.g. ``hash_fraction(poem) < 0.05`` → test), so a split depends on
+    nothing but the text: it is the same on every machine and in every Python process, and
+    identical texts never land in two splits.
+    """
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, str]:
@@ -118,7 +133,7 @@ def data_path(name: str, *, verify: bool = True, fetch: bool | None = None) -> P
             return fetch_file(name, dest_dir=directory, sha256=manifest[name])
         raise DataFileError(f"data file {path} is missing; rebuild it with: {rebuild}")
     if verify and path not in _verified:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != manifest[name]:
             raise DataFileError(
                 f"data file {path} is corrupted or out of date: sha256 {digest[:12]}… does not "
@@ -136,7 +151,7 @@ def verify_data(directory: Path | None = None) -> dict[str, str]:
         path = directory / name
         if not path.is_file():
             result[name] = f"missing; rebuild: {REBUILD.get(name, _DEFAULT_REBUILD)}"
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             result[name] = f"checksum mismatch; rebuild: {REBUILD.get(name, _DEFAULT_REBUILD)}"
         else:
             result[name] = "ok"
@@ -177,7 +192,7 @@ def fetch_file(
             f"could not download {url} ({e}); clone the repository and run from it, or set "
             "LLMBOOK_DATA to a folder holding the data files"
         ) from e
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     if digest != sha256:
         tmp.unlink(missing_ok=True)
         raise DataFileError(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from llmbook.evaluation.poems import form_compliance
+from llmbook.interfaces import Tokenizer
 from llmbook.text.chat import CHAT, ChatTemplate
 
 
@@ -25,7 +25,7 @@ class InstructionEval:
 
 def evaluate_instructions(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     items: Sequence[tuple[str, str, str]],
     *,
     template: ChatTemplate = CHAT,

@@ -1,9 +1,10 @@
 r"""Looking inside a trained GPT: attention maps and gradient saliency.
 
-* :func:`attention_maps` recomputes, for every layer and head, the attention weights
-  :math:`\operatorname{softmax}(QK^\top/\sqrt{d_h} + M)` that the fused attention kernel
-  of :class:`llmbook.models.gpt.GPT` uses but does not return (:math:`M` is the causal
-  mask).  The queries and keys come from the block's real input, captured with a hook.
+* :func:`attention_maps` returns, for every layer and head, the attention weights
+  :math:`\operatorname{softmax}(QK^\top/\sqrt{d_h} + M)` of one sequence
+  (:math:`M` is the causal mask).  The model computes them itself
+  (:meth:`llmbook.models.gpt.GPT.attention_maps`), with the attention code of its forward
+  pass, spelled out instead of the fused kernel, which does not return them.
 * :func:`saliency` measures how much each input token matters for one prediction: the
   gradient of :math:`\log p(\text{target}\mid\text{context})` with respect to the input
   embeddings, reduced per position to its L2 norm (Simonyan et al. 2014) or to
@@ -16,7 +17,6 @@ not why, and saliency is a local linear approximation.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -25,51 +25,24 @@ from torch import Tensor
 __all__ = ["attention_maps", "saliency"]
 
 
-def _check(model: Any, idx: Tensor) -> None:
-    if not hasattr(model, "blocks") or not hasattr(model, "wte"):
+def _check(model: Any, idx: Tensor, needs: str) -> None:
+    if not hasattr(model, needs):
         raise TypeError(
-            f"expected an llmbook.models.gpt.GPT, got {type(model).__name__}; the hooks need "
-            "its blocks and token embedding"
+            f"expected an llmbook.models.gpt.GPT, got {type(model).__name__} (it has no {needs!r})"
         )
     if idx.dim() != 2 or idx.size(0) != 1:
         raise ValueError(f"idx must have shape [1, T] (one sequence), got {tuple(idx.shape)}")
 
 
-@torch.no_grad()
 def attention_maps(model: Any, idx: Tensor) -> Tensor:
     """Attention weights ``[n_layer, n_head, T, T]`` of ``model`` on one sequence ``idx``.
 
     Row ``i`` of a map is the distribution over positions ``0..i`` that position ``i``
     reads from; rows sum to 1 and the upper triangle is 0.
     """
-    _check(model, idx)
-    inputs: list[Tensor] = []
-    hooks = [
-        b.attn.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
-        for b in model.blocks
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        model(idx)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    maps = []
-    t = idx.size(1)
-    mask = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
-    for block, x in zip(model.blocks, inputs):
-        attn = block.attn
-        c = attn.n_embd
-        q, k, _ = attn.c_attn(x).split(c, dim=2)
-        hs = c // attn.n_head
-        q = q.view(1, t, attn.n_head, hs).transpose(1, 2)
-        k = k.view(1, t, attn.n_head, hs).transpose(1, 2)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        maps.append(torch.softmax(scores, dim=-1)[0])
-    return torch.stack(maps)
+    _check(model, idx, "attention_maps")
+    maps: Tensor = model.attention_maps(idx)  # [n_layer, 1, n_head, T, T]
+    return maps[:, 0]
 
 
 def saliency(
@@ -82,7 +55,7 @@ def saliency(
     per position; ``"grad_x_input"``: dot product of gradient and embedding.
     Positions after ``position`` get exactly 0 (the model is causal).
     """
-    _check(model, idx)
+    _check(model, idx, "wte")
     if method not in ("norm", "grad_x_input"):
         raise ValueError(f"method must be 'norm' or 'grad_x_input', got {method!r}")
     t = idx.size(1)

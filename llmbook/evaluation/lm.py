@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmbook.data.lmdata import right_pad
+from llmbook.interfaces import Tokenizer, block_size
+
 __all__ = [
-    "SupportsEncode",
     "bits_per_char",
     "protocol_sequences",
     "sequence_nll",
@@ -40,15 +42,6 @@ __all__ = [
 ]
 
 LN2 = math.log(2.0)
-
-
-class SupportsEncode(Protocol):
-    """What :func:`bits_per_char` needs from a tokenizer (all tokenizers in the book)."""
-
-    bos_id: int
-    pad_id: int
-
-    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]: ...
 
 
 def nats_to_bits(x: float) -> float:
@@ -73,17 +66,6 @@ def bpc_from_token_loss(mean_token_nll_nats: float, n_tokens: int, n_chars: int)
             f"n_tokens and n_chars must be positive, got n_tokens={n_tokens}, n_chars={n_chars}"
         )
     return mean_token_nll_nats * n_tokens / LN2 / n_chars
-
-
-def _block_size(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    block = getattr(config, "block_size", None)
-    if not isinstance(block, int) or block < 1:
-        raise TypeError(
-            f"{type(model).__name__} has no integer config.block_size; every language model "
-            "in the book carries a config dataclass with vocab_size and block_size"
-        )
-    return block
 
 
 def _windows(
@@ -140,16 +122,13 @@ def sequence_nll(
     count = 0
     for b in range(0, len(order), batch_size):
         chunk = [sequences[i] for i in order[b : b + batch_size]]
-        width = max(len(x) for x, _ in chunk)
-        idx = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        tgt = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for r, (x, y) in enumerate(chunk):
+        for x, y in chunk:
             if len(x) != len(y):
                 raise ValueError(
                     f"inputs and targets must have the same length, got {len(x)} and {len(y)}"
                 )
-            idx[r, : len(x)] = torch.as_tensor(list(x), dtype=torch.long)
-            tgt[r, : len(y)] = torch.as_tensor(list(y), dtype=torch.long)
+        idx, _ = right_pad([x for x, _ in chunk], pad_id)
+        tgt, _ = right_pad([y for _, y in chunk], -100)
         idx, tgt = idx.to(device), tgt.to(device)
         out: Any = model(idx)
         logits = out[0] if isinstance(out, tuple) else out
@@ -165,7 +144,7 @@ def sequence_nll(
 
 
 def protocol_sequences(
-    tokenizer: SupportsEncode, texts: Iterable[str], block_size: int
+    tokenizer: Tokenizer, texts: Iterable[str], block_size: int
 ) -> tuple[list[tuple[list[int], list[int]]], int]:
     """The ``(inputs, targets)`` windows that :func:`bits_per_char` scores, and the char count.
 
@@ -192,7 +171,7 @@ def protocol_sequences(
 
 def bits_per_char(
     model: nn.Module,
-    tokenizer: SupportsEncode,
+    tokenizer: Tokenizer,
     texts: Iterable[str],
     batch_size: int = 64,
     device: torch.device | str | None = None,
@@ -218,7 +197,7 @@ def bits_per_char(
             raise TypeError(
                 f"the tokenizer has no {name!r}; pass a tokenizer from llmbook.text.tokenizers"
             )
-    sequences, n_chars = protocol_sequences(tokenizer, texts, _block_size(model))
+    sequences, n_chars = protocol_sequences(tokenizer, texts, block_size(model))
     was_training = model.training
     model.eval()
     try:

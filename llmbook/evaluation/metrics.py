@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmbook.text.chinese import is_punct
+
 __all__ = [
     "accuracy",
     "confusion_matrix",
@@ -260,18 +262,12 @@ def rouge_tokenize(text: str, level: str = "char") -> list[str]:
     deletes every non-ASCII character, so Chinese needs one of these.)
     """
     if level == "char":
-        return [c for c in text if not c.isspace() and not _is_punct(c)]
+        return [c for c in text if not c.isspace() and not is_punct(c)]
     if level == "word":
         import jieba
 
-        return [w for w in jieba.lcut(text) if w.strip() and not all(_is_punct(c) for c in w)]
+        return [w for w in jieba.lcut(text) if w.strip() and not is_punct(w)]
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
-
-
-def _is_punct(ch: str) -> bool:
-    import unicodedata
-
-    return unicodedata.category(ch).startswith("P")
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ import random
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from llmbook.interfaces import Tokenizer, block_size
 
 __all__ = [
     "Canary",
@@ -116,7 +117,7 @@ def deduplicate(texts: Iterable[str]) -> list[str]:
     return out
 
 
-def _ids(tokenizer: Any, text: str, what: str, add_bos: bool = False) -> list[int]:
+def _ids(tokenizer: Tokenizer, text: str, what: str, add_bos: bool = False) -> list[int]:
     ids = list(tokenizer.encode(text, add_bos=add_bos))
     unk = getattr(tokenizer, "unk_id", None)
     if unk is not None and unk in ids[int(add_bos) :]:
@@ -128,20 +129,10 @@ def _ids(tokenizer: Any, text: str, what: str, add_bos: bool = False) -> list[in
     return ids
 
 
-def _block_size(model: Any) -> int:
-    try:
-        return int(model.config.block_size)
-    except AttributeError as e:
-        raise TypeError(
-            f"{type(model).__name__} has no config.block_size; pass a book language model "
-            "(interface: model(idx) -> (logits, loss), model.config.block_size)"
-        ) from e
-
-
 @torch.no_grad()
 def candidate_log_probs(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prefix: str,
     *,
     length: int,
@@ -164,7 +155,7 @@ def candidate_log_probs(
         raise ValueError("every alphabet character must be exactly one token (use a CharTokenizer)")
     sym_ids = torch.tensor([s[0] for s in sym])
     base = _ids(tokenizer, prefix, "prefix", add_bos)
-    block = _block_size(model)
+    block = block_size(model)
     if len(base) + length > block:
         raise ValueError(
             f"prefix ({len(base)} tokens) plus secret ({length}) exceeds block_size {block}; "
@@ -205,7 +196,7 @@ def exposure(log_probs: np.ndarray, index: int) -> tuple[float, int]:
 
 @torch.no_grad()
 def greedy_continuation(
-    model: nn.Module, tokenizer: Any, prefix: str, length: int, *, add_bos: bool = True
+    model: nn.Module, tokenizer: Tokenizer, prefix: str, length: int, *, add_bos: bool = True
 ) -> str:
     """The ``length`` characters greedy decoding produces after (``<bos>`` and) ``prefix``."""
     was_training = model.training
@@ -215,7 +206,7 @@ def greedy_continuation(
     out: list[int] = []
     for _ in range(length):
         x = torch.tensor([ids + out], dtype=torch.long, device=device)
-        logits, _ = model(x[:, -_block_size(model) :])
+        logits, _ = model(x[:, -block_size(model) :])
         out.append(int(logits[0, -1].argmax()))
     model.train(was_training)
     return str(tokenizer.decode(out))
@@ -236,7 +227,7 @@ class CanaryReport:
 
 def evaluate_canaries(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     canaries: Sequence[Canary],
     *,
     alphabet: str = "0123456789",

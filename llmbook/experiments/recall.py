@@ -79,9 +79,11 @@ def train_recall(
     language modelling on a token stream, so it does not go through
     :func:`llmbook.training.trainer.train` (whose random windows would cut episodes apart); it
     reuses the trainer's optimizer set-up (:func:`llmbook.training.trainer.make_optimizer`, Adam
-    without weight decay) and its gradient clipping.  Every step draws ``batch_size``
+    without weight decay) and the shared update with gradient clipping
+    (:func:`llmbook.optim.optimizer_step`), at a constant learning rate.  Every step draws ``batch_size``
     fresh episodes; the loss is the cross-entropy of the prediction after ``QUERY``.
     """
+    from llmbook.optim import optimizer_step
     from llmbook.training.trainer import TrainConfig, make_optimizer
 
     device = next(model.parameters()).device
@@ -98,11 +100,7 @@ def train_recall(
         out = model(x)
         logits = out[0] if isinstance(out, tuple) else out
         loss = F.cross_entropy(logits[:, -1], y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        optimizer_step(model, opt, loss, clip=grad_clip)
         losses.append(float(loss.detach()))
     model.eval()
     return losses

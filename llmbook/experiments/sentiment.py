@@ -1,4 +1,8 @@
-"""The sentiment experiment: pretrain the modern-Chinese GPT, fine-tune it (full or LoRA), and compare with TF-IDF and snownlp baselines."""
+"""The sentiment experiment: fine-tune the modern-Chinese GPT (full or LoRA) and compare with TF-IDF and snownlp baselines.
+
+The GPT itself (``data/checkpoints/gpt-modern``) is pretrained by the ordinary trainer:
+``python -m llmbook train --config configs/cpu-modern.toml``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import argparse
 import json
 import random
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,113 +18,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmbook.data.modern import modern_pretraining_texts
 from llmbook.models.classifier import GPTClassifier
 from llmbook.training.checkpoint import save_classifier
 from llmbook.training.finetune import finetune_classifier, predict
 
 __all__ = [
-    "pretrain_main",
     "main",
 ]
 
 
-MODERN_CHECKPOINT = "checkpoints/gpt-modern"
-
-
-def pretrain_main(argv: Sequence[str] | None = None) -> int:
-    """Pretrain the small character-level GPT on modern Chinese and export the checkpoint."""
-    from llmbook.data.lmdata import encode_corpus
-    from llmbook.evaluation.lm import bits_per_char
-    from llmbook.models.gpt import GPT, GPTConfig
-    from llmbook.text.tokenizers import CharTokenizer
-    from llmbook.training.checkpoint import save_checkpoint
-    from llmbook.training.trainer import TrainConfig, train
-
-    p = argparse.ArgumentParser(prog="python -m llmbook.experiments.sentiment pretrain")
-    p.add_argument("--out", default="data/" + MODERN_CHECKPOINT)
-    p.add_argument("--steps", type=int, default=2500)
-    p.add_argument("--vocab", type=int, default=4000, help="vocabulary size incl. specials")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=192)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(list(argv) if argv is not None else None)
-    torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    train_texts = modern_pretraining_texts("train")
-    valid_texts = modern_pretraining_texts("valid")
-    tok: Any = CharTokenizer.fit([t + "\n" for t in train_texts], max_size=args.vocab)
-    train_ids = encode_corpus(train_texts, tok)
-    valid_ids = encode_corpus(valid_texts, tok)
-    mcfg = GPTConfig(
-        vocab_size=tok.vocab_size,
-        block_size=args.block_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-    )
-    model = GPT(mcfg)
-    tcfg = TrainConfig(
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        block_size=args.block_size,
-        lr=args.lr,
-        min_lr=args.lr / 10,
-        warmup_steps=min(100, args.steps // 10),
-        eval_interval=max(1, args.steps // 10),
-        eval_batches=10,
-        seed=args.seed,
-        progress=False,
-        device="cpu",
-        dtype="float32",
-    )
-    print(
-        f"{model.num_parameters():,} parameters, vocab {tok.vocab_size}, "
-        f"{len(train_ids):,} training tokens, {args.steps} steps",
-        flush=True,
-    )
-
-    def log(rec: dict[str, Any]) -> None:
-        if rec.get("val_loss") is not None:
-            print(
-                f"step {rec['step']}: train {rec['train_loss']:.3f} val {rec['val_loss']:.3f} "
-                f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
-
-    result = train(model, train_ids, valid_ids, tcfg, callback=log)
-    with torch.no_grad():
-        vbpc = bits_per_char(result.model, tok, valid_texts[:200])
-    meta = {
-        "description": "character-level GPT pretrained on People's Daily (Jan 1998) paragraphs "
-        "+ the TRAIN split of the review sentiment data (no valid/test reviews)",
-        "command": "python -m llmbook.experiments.sentiment pretrain " + " ".join(argv or sys.argv[2:]),
-        "parameters": model.num_parameters(),
-        "train_tokens": int(len(train_ids)),
-        "steps": result.steps,
-        "final_val_loss": result.final_val_loss,
-        "valid_bpc_people_daily": vbpc,
-        "wall_seconds": time.perf_counter() - t0,
-        "threads": args.threads,
-        "torch": torch.__version__,
-    }
-    save_checkpoint(args.out, result.model, tok, tcfg, meta)
-    print(json.dumps({k: v for k, v in meta.items()}, ensure_ascii=False, indent=1))
-    return 0
+#: the shipped checkpoint (:func:`llmbook.data.registry.shipped_checkpoint`) fine-tuned here
+MODERN_CHECKPOINT = "gpt-modern"
 
 
 def load_modern_gpt() -> tuple[nn.Module, Any, dict[str, Any]]:
     """The shipped modern-Chinese GPT checkpoint ``data/checkpoints/gpt-modern``."""
-    from llmbook.data.registry import data_path
+    from llmbook.data.registry import shipped_checkpoint
     from llmbook.training.checkpoint import load_checkpoint
 
-    path = data_path(MODERN_CHECKPOINT + "/model.safetensors").parent
-    return load_checkpoint(path)
+    return load_checkpoint(shipped_checkpoint(MODERN_CHECKPOINT))
 
 
 @dataclass
@@ -211,10 +126,12 @@ def run_sentiment_method(
     if method not in ("full", "lora", "scratch"):
         raise ValueError(f"method must be 'full', 'lora' or 'scratch', got {method!r}")
     gpt, tok, _ = load_modern_gpt()
+    if not isinstance(gpt, GPT):
+        raise TypeError(f"the gpt-modern checkpoint holds a {type(gpt).__name__}, not a GPT")
     torch.manual_seed(seed)
     if method == "scratch":
-        gpt = GPT(getattr(gpt, "config"))  # noqa: B009
-    clf = GPTClassifier(gpt, 2)
+        gpt = GPT(gpt.config)
+    clf = GPTClassifier.from_gpt(gpt, SENTIMENT_LABELS, max_len=max_len)
     if method == "lora":
         apply_lora(clf, list(lora_targets), r=lora_r, alpha=lora_alpha)
         mark_trainable(clf, ["head."])
@@ -312,8 +229,6 @@ def sentiment_main(argv: Sequence[str] | None = None) -> int:
                 args.classifier_out,
                 clf,
                 tok,
-                SENTIMENT_LABELS,
-                max_len=args.max_len,
                 extra={
                     "description": "sentiment classifier: gpt-modern + LoRA (merged); "
                     "results in data/results/sentiment_finetune.json",
@@ -326,12 +241,16 @@ def sentiment_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m llmbook.experiments.sentiment pretrain|sentiment [options]``."""
+    """``python -m llmbook.experiments.sentiment sentiment [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("pretrain", "sentiment"):
-        print("usage: python -m llmbook.experiments.sentiment pretrain|sentiment [options]", file=sys.stderr)
+    if not argv or argv[0] != "sentiment":
+        print(
+            "usage: python -m llmbook.experiments.sentiment sentiment [options]\n"
+            "(pretrain the GPT with: python -m llmbook train --config configs/cpu-modern.toml)",
+            file=sys.stderr,
+        )
         return 2
-    return pretrain_main(argv[1:]) if argv[0] == "pretrain" else sentiment_main(argv[1:])
+    return sentiment_main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -28,12 +28,15 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llmbook.data.lmdata import right_pad
+from llmbook.interfaces import Tokenizer, block_size
 
 __all__ = [
     "GenerationError",
@@ -42,6 +45,8 @@ __all__ = [
     "generate_text",
     "process_logits",
     "beam_search",
+    "beam_search_steps",
+    "NextLogits",
     "STRATEGIES",
 ]
 
@@ -152,22 +157,12 @@ def process_logits(
     return logits
 
 
-def _block_size(model: nn.Module) -> int:
-    block = getattr(getattr(model, "config", None), "block_size", None)
-    if not isinstance(block, int):
-        raise GenerationError(
-            f"{type(model).__name__} has no integer config.block_size; generation needs a "
-            "language model with the book's interface (a config dataclass with block_size)"
-        )
-    return block
-
-
 class _Stepper:
     """Next-token logits for growing sequences, with a KV cache while they fit the context."""
 
     def __init__(self, model: nn.Module, use_cache: bool) -> None:
         self.model = model
-        self.block = _block_size(model)
+        self.block = block_size(model)
         self.use_cache = use_cache and hasattr(model, "new_cache")
         self.cache: Any = None
 
@@ -238,7 +233,7 @@ def generate(
     model.eval()
     try:
         device = next(model.parameters()).device
-        idx = _crop_prompt(idx.to(device), _block_size(model))
+        idx = _crop_prompt(idx.to(device), block_size(model))
         if strategy == "beam":
             return beam_search(
                 model,
@@ -300,19 +295,64 @@ def beam_search(
     :math:`\log p / \text{len}^{\alpha}` with :math:`\alpha` = ``length_penalty``;
     a row stops when it has ``num_beams`` finished hypotheses.  Returns the best
     hypothesis per row, padded with ``eos_id`` (or cut to the shortest common length).
+    The search itself is :func:`beam_search_steps`; this function feeds it ``model``'s
+    next-token logits (with the KV cache when ``use_cache``).
     """
+    step = _Stepper(model, use_cache)
+    return beam_search_steps(
+        step,
+        idx,
+        max_new_tokens,
+        num_beams=num_beams,
+        repetition_penalty=repetition_penalty,
+        length_penalty=length_penalty,
+        eos_id=eos_id,
+        reorder=step.reorder,
+        deadline=deadline,
+    )
+
+
+#: ``next_logits(seqs [N, T]) -> [N, V]``: the logits of the token after each sequence.
+NextLogits = Callable[[Tensor], Tensor]
+
+
+@torch.no_grad()
+def beam_search_steps(
+    next_logits: NextLogits,
+    idx: Tensor,
+    max_new_tokens: int,
+    *,
+    num_beams: int = 4,
+    repetition_penalty: float = 1.0,
+    length_penalty: float = 1.0,
+    eos_id: int | None = None,
+    reorder: Callable[[Tensor], None] | None = None,
+    deadline: float | None = None,
+) -> Tensor:
+    r"""The beam search of :func:`beam_search` for any model, given as ``next_logits``.
+
+    ``next_logits`` maps the ``[B * num_beams, T]`` current hypotheses (row ``b``'s beams
+    are rows ``b * num_beams …``) to their next-token logits ``[B * num_beams, V]``; an
+    encoder–decoder passes a function that runs its decoder on the encoded source
+    (:func:`llmbook.applications.seq2seq.beam_search`).  After every step the surviving
+    hypotheses are reordered: ``reorder(index)`` (if given) is told which old row each new
+    row continues, e.g. to reorder a KV cache.  Each step keeps, per row, the best
+    ``num_beams`` of all continuations that do not end in ``eos_id`` (looking at the best
+    ``2 * num_beams``, so that beams ending here cannot crowd out the others).
+    """
+    if not isinstance(num_beams, int) or num_beams < 1:
+        raise GenerationError(f"num_beams must be an int >= 1, got {num_beams!r}")
     B, T = idx.shape
     K = num_beams
     device = idx.device
     seqs = idx.repeat_interleave(K, dim=0)  # [B*K, T]
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: only the first one is live at first
-    step = _Stepper(model, use_cache)
     finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(B)]
     row_done = [False] * B
     for t in range(max_new_tokens):
         _check_deadline(deadline, t)
-        logits = step(seqs)
+        logits = next_logits(seqs)
         logits = process_logits(logits, seqs, repetition_penalty=repetition_penalty)
         logp = F.log_softmax(logits, dim=-1)  # [B*K, V]
         V = logp.size(-1)
@@ -341,7 +381,8 @@ def beam_search(
                 row_done[b] = True
         index = (torch.arange(B, device=device)[:, None] * K + new_src).view(-1)
         seqs = torch.cat([seqs.index_select(0, index), new_tok.view(-1, 1)], dim=1)
-        step.reorder(index)
+        if reorder is not None:
+            reorder(index)
         scores = new_scores
         if all(row_done):
             break
@@ -356,15 +397,11 @@ def beam_search(
                         (float(scores[b, k]) / max(1, n_new) ** length_penalty, seqs[b * K + k])
                     )
         out.append(max(hyps, key=lambda h: h[0])[1])
-    width = max(len(h) for h in out)
-    pad = eos_id if eos_id is not None else 0
-    result = torch.full((B, width), pad, dtype=torch.long, device=device)
-    for b, h in enumerate(out):
-        result[b, : len(h)] = h
-    return result
+    result, _ = right_pad(out, eos_id if eos_id is not None else 0)
+    return result.to(device)
 
 
-def _encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+def _encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
     if not isinstance(prompt, str):
         raise GenerationError(f"prompt must be a str, got {type(prompt).__name__}")
     ids = tokenizer.encode(prompt)
@@ -384,7 +421,7 @@ def _encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
 
 def generate_text(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompt: str | Sequence[str] = "",
     max_new_tokens: int = 64,
     *,
@@ -436,7 +473,7 @@ def generate_text(
             generator=gen,
             **kwargs,
         ).tolist()
-        n_prompt = min(length, _block_size(model))
+        n_prompt = min(length, block_size(model))
         for j, i in enumerate(members):
             texts = []
             for row in seqs[j * num_samples : (j + 1) * num_samples]:

@@ -122,7 +122,19 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        weights: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Attend ``x`` ``[B, T, C]`` (after the tokens in ``cache``); returns ``[B, T, C]``.
+
+        With a list ``weights`` the attention weights ``[B, H, T, past + T]`` are computed
+        explicitly, ``softmax(Q K^T / sqrt(D) + M)`` with the causal mask ``M``, and appended to
+        it; the fused kernel computes the same function but does not return them.
+        """
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 × [B, T, C]
         # [B, T, C] -> [B, H, T, D]: each head attends independently
@@ -134,7 +146,13 @@ class CausalSelfAttention(nn.Module):
             past = cache.length
             k, v = cache.update(layer, k, v)  # now [B, H, past + T, D]
         dropout_p = self.dropout if self.training else 0.0
-        if past == 0:
+        if weights is not None:  # the same attention, spelled out, to keep its weights
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # [B, H, T, past + T]
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            weights.append(att)
+            y = F.dropout(att, dropout_p) @ v
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         elif T == 1:  # one new token attends to everything before it: no mask needed
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
@@ -168,8 +186,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(
+        self,
+        x: Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        weights: list[Tensor] | None = None,
+    ) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, weights)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -178,6 +202,8 @@ class GPT(nn.Module):
 
     ``forward(idx, targets=None)`` returns ``(logits [B, T, V], loss or None)``; the loss
     is the mean cross-entropy over positions whose target is not ``-100``.
+    :meth:`hidden_states` returns what the LM head reads, :meth:`attention_maps` the
+    attention weights of every layer and head.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -216,6 +242,26 @@ class GPT(nn.Module):
         With a ``cache`` the tokens of ``idx`` are taken to follow the ``cache.length``
         tokens already in it; their keys and values are appended to the cache.
         """
+        logits = self.lm_head(self.hidden_states(idx, cache=cache))  # [B, T, V]
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+        )
+        return logits, loss
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        *,
+        cache: KVCache | None = None,
+        attention: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Final hidden states ``[B, T, C]`` (after ``ln_f``): what the LM head reads.
+
+        A classifier pools these instead of computing the vocabulary logits.  With a list
+        ``attention``, every layer appends its attention weights ``[B, H, T, past + T]``.
+        """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape [batch, time], got {tuple(idx.shape)}")
         B, T = idx.shape
@@ -229,17 +275,27 @@ class GPT(nn.Module):
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # [B, T, C]
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, cache, i, attention)
         if cache is not None:
             cache.length += T
-        x = self.ln_f(x)
-        if targets is None:
-            return self.lm_head(x), None
-        logits = self.lm_head(x)  # [B, T, V]
-        loss = F.cross_entropy(
-            logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
-        )
-        return logits, loss
+        return self.ln_f(x)
+
+    @torch.no_grad()
+    def attention_maps(self, idx: Tensor) -> Tensor:
+        """Attention weights ``[n_layer, B, n_head, T, T]`` of the model on ``idx`` ``[B, T]``.
+
+        Row ``i`` of a map is the distribution over positions ``0..i`` that position ``i``
+        reads from: rows sum to 1 and the upper triangle is 0.  Computed in eval mode (no
+        dropout) by the same attention code as :meth:`forward`.
+        """
+        maps: list[Tensor] = []
+        was_training = self.training
+        self.eval()
+        try:
+            self.hidden_states(idx, attention=maps)
+        finally:
+            self.train(was_training)
+        return torch.stack(maps)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty :class:`KVCache` on this model's device and dtype."""

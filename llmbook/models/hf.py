@@ -24,7 +24,10 @@ from typing import Any
 
 import torch
 
+from llmbook.data.lmdata import right_pad
+from llmbook.interfaces import Tokenizer
 from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.text.tokenizers import CharTokenizer
 
 __all__ = [
     "to_hf",
@@ -195,17 +198,18 @@ def from_hf(hf_model: Any, *, bias: bool | None = None) -> GPT:
     return model.eval()
 
 
-def to_hf_tokenizer(tokenizer: Any) -> Any:
+def to_hf_tokenizer(tokenizer: CharTokenizer) -> Any:
     """A ``PreTrainedTokenizerFast`` with the same ids as a book character tokenizer.
 
     Every character is one token (unknown ones map to ``<unk>``); the special tokens
     keep their ids (``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3).
     """
     transformers = _require_transformers()
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
 
     vocab = {tokenizer.id_to_token(i): i for i in range(tokenizer.vocab_size)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok = HFTokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     return transformers.PreTrainedTokenizerFast(
@@ -220,7 +224,7 @@ def to_hf_tokenizer(tokenizer: Any) -> Any:
 @torch.no_grad()
 def mean_hidden_states(
     hf_model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     texts: list[str],
     *,
     batch_size: int = 64,
@@ -248,9 +252,8 @@ def mean_hidden_states(
             list(tokenizer.encode(t))[:max_len] or [tokenizer.unk_id]
             for t in texts[i : i + batch_size]
         ]
-        n = max(len(e) for e in enc)
-        ids = torch.tensor([e + [tokenizer.pad_id] * (n - len(e)) for e in enc])
-        mask = torch.tensor([[1.0] * len(e) + [0.0] * (n - len(e)) for e in enc])
+        ids, lengths = right_pad(enc, tokenizer.pad_id)
+        mask = (torch.arange(ids.size(1)) < lengths[:, None]).float()
         h = body(ids, attention_mask=mask).last_hidden_state
         feats.append(((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).numpy())
     return np.concatenate(feats)

@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from llmbook.interfaces import block_size
+
 try:  # the annotations of the endpoints below are resolved from this module's globals
     from fastapi import Request
 except ImportError as e:  # pragma: no cover - optional dependency
@@ -131,6 +133,8 @@ def create_app(
         from llmbook.training.finetune import predict
 
         clf, clf_tok, clf_info = load_classifier(classifier_path)
+        if clf_tok is None:
+            raise ValueError(f"classifier {classifier_path} has no tokenizer; /classify needs one")
     gate = threading.BoundedSemaphore(lim.max_concurrency)
 
     app = FastAPI(title="llmbook", version="1", docs_url=None, redoc_url=None)
@@ -188,7 +192,7 @@ def create_app(
         try:
             # a little grace: the worker itself reports the timeout between two tokens
             return await asyncio.wait_for(run_in_threadpool(locked), timeout=lim.timeout_s + 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise too_long from None
 
     @app.exception_handler(_BadRequest)
@@ -209,7 +213,7 @@ def create_app(
             "status": "ok",
             "parameters": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
             "vocab_size": tokenizer.vocab_size,
-            "block_size": int(getattr(model, "config").block_size),  # noqa: B009
+            "block_size": block_size(model),
             "classifier": None if clf_info is None else clf_info["labels"],
             "limits": asdict(lim),
         }
@@ -269,7 +273,7 @@ def create_app(
     @app.post("/classify")
     async def classify(request: Request) -> dict[str, Any]:
         body: dict[str, Any] = request.state.body
-        if clf is None or clf_info is None:
+        if clf is None or clf_tok is None or clf_info is None:
             raise _BadRequest(404, "no classifier loaded; start the server with --classifier DIR")
         _check_keys(body, {"text"})
         text = _text(body, "text", lim.max_text_chars)
@@ -312,13 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--max-body-bytes", type=int, default=ServeLimits.max_body_bytes)
     args = p.parse_args(list(argv) if argv is not None else None)
-    from llmbook.data.registry import data_dir
+    from llmbook.data.registry import DataFileError, shipped_checkpoint
 
-    ckpt = args.checkpoint or str(data_dir() / "checkpoints" / "gpt-modern")
+    ckpt = args.checkpoint or str(shipped_checkpoint("gpt-modern"))
     clf_dir = args.classifier
-    default_clf = data_dir() / "checkpoints" / "sentiment-gpt"
-    if clf_dir is None and default_clf.is_dir():
-        clf_dir = str(default_clf)
+    if clf_dir is None:
+        try:
+            clf_dir = str(shipped_checkpoint("sentiment-gpt"))
+        except (FileNotFoundError, DataFileError):
+            clf_dir = None  # no shipped classifier: serve /generate only
     try:
         limits = ServeLimits(
             max_new_tokens=args.max_new_tokens,

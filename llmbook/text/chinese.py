@@ -29,6 +29,7 @@ __all__ = [
     "make_segmenter",
     "load_stopwords",
     "remove_stopwords",
+    "is_punct",
     "count_tokens",
     "zipf_fit",
     "ZipfFit",
@@ -172,11 +173,21 @@ def remove_stopwords(tokens: Sequence[str], stopwords: Iterable[str] | None = No
     if isinstance(tokens, str):
         raise TypeError("remove_stopwords expects a list of tokens; segment the text first")
     stop = load_stopwords() if stopwords is None else frozenset(stopwords)
-    return [t for t in tokens if t not in stop and not _is_punct(t)]
+    return [t for t in tokens if t not in stop and not is_punct(t)]
 
 
-def _is_punct(tok: str) -> bool:
-    return all(unicodedata.category(c).startswith(("P", "S", "Z")) for c in tok)
+def is_punct(token: str) -> bool:
+    """Is ``token`` made only of punctuation, symbols and spaces?
+
+    A character counts when its Unicode category is punctuation (``P*``: ，。、“”《》—…
+    ,.!?), a symbol (``S*``: ＋￥%°～) or a separator (``Z*``: the spaces ' ' and '\u3000').
+    Such tokens carry no word, so the empty token counts too.  Control characters such as
+    ``"\n"`` do not: test those with ``str.isspace``.
+
+    >>> is_punct("，"), is_punct("……"), is_punct("１９９８"), is_punct("不错！")
+    (True, True, False, False)
+    """
+    return all(unicodedata.category(c)[0] in "PSZ" for c in token)
 
 
 def count_tokens(token_lists: Iterable[Sequence[str]]) -> Counter[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,10 +56,6 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "little")
 
 
-def _is_punct(tok: str) -> bool:
-    return all(unicodedata.category(c)[0] in "PSZ" for c in tok)
-
-
 def people_daily_sentences(segmentation: str = "gold", drop_punct: bool = True) -> list[list[str]]:
     """People's Daily (Jan 1998) as lists of words for embedding training.
 
@@ -70,7 +65,7 @@ def people_daily_sentences(segmentation: str = "gold", drop_punct: bool = True) 
     punctuation tokens are dropped unless ``drop_punct=False``.
     """
     from llmbook.data.people_daily import load_people_daily
-    from llmbook.text.chinese import FULLWIDTH_ALNUM, clean_text, segment
+    from llmbook.text.chinese import FULLWIDTH_ALNUM, clean_text, is_punct, segment
 
     if segmentation not in ("gold", "jieba"):
         raise ValueError(f"segmentation must be 'gold' or 'jieba', got {segmentation!r}")
@@ -80,7 +75,7 @@ def people_daily_sentences(segmentation: str = "gold", drop_punct: bool = True) 
             words = [w.translate(FULLWIDTH_ALNUM) for w in s.words]
         else:
             words = segment(clean_text(s.text))
-        words = [w for w in words if w and not (drop_punct and _is_punct(w))]
+        words = [w for w in words if w and not (drop_punct and is_punct(w))]
         if words:
             out.append(words)
     return out
@@ -428,6 +423,7 @@ def _train_sgns_loop(
 ) -> SGNSResult:
     import time
 
+    from llmbook.optim import optimizer_step
     from llmbook.utils import progress_bar
 
     rng = np.random.default_rng(seed)
@@ -451,9 +447,7 @@ def _train_sgns_loop(
             c, o = center[sl], context[sl]
             neg = torch.multinomial(noise, len(c) * negative, replacement=True, generator=gen)
             loss = model(c, o, neg.view(len(c), negative))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(model, opt, loss)  # a constant learning rate, no clipping
             running += loss.item()
         losses.append(running / steps)
     emb = Embeddings(

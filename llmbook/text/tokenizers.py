@@ -1,6 +1,8 @@
 """Tokenizers behind one interface: characters, jieba words and byte-pair encoding.
 
-Every tokenizer in the book maps text to a list of integer ids and back:
+Every tokenizer in the book maps text to a list of integer ids and back; code that uses
+one annotates it with :class:`llmbook.interfaces.Tokenizer` (re-exported here), the
+protocol they all satisfy:
 
 * ids ``0..3`` are the special tokens ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``
   (attributes ``pad_id``, ``unk_id``, ``bos_id``, ``eos_id``);
@@ -25,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from llmbook.interfaces import Tokenizer
+
 __all__ = [
     "SPECIAL_TOKENS",
     "PAD",
@@ -32,6 +36,7 @@ __all__ = [
     "BOS",
     "EOS",
     "Tokenizer",
+    "BaseTokenizer",
     "VocabTokenizer",
     "CharTokenizer",
     "WordTokenizer",
@@ -66,8 +71,13 @@ def _check_text(text: object) -> str:
     return text
 
 
-class Tokenizer:
-    """Common interface (see the module docstring); subclasses fill in the details."""
+class BaseTokenizer:
+    """What the book's tokenizers share: the special ids, ``len()`` and ``repr``.
+
+    Every subclass satisfies :class:`llmbook.interfaces.Tokenizer`, the type that code
+    using a tokenizer annotates with; this base class is also how a checkpoint recognises
+    a tokenizer class it may load.
+    """
 
     pad_id: ClassVar[int] = 0
     unk_id: ClassVar[int] = 1
@@ -95,6 +105,10 @@ class Tokenizer:
     def id_to_token(self, i: int) -> str:
         raise NotImplementedError
 
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer to ``path`` (JSON), to be read by ``Cls.load(path)``."""
+        raise NotImplementedError
+
     def __len__(self) -> int:
         return self.vocab_size
 
@@ -102,7 +116,7 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
-class VocabTokenizer(Tokenizer):
+class VocabTokenizer(BaseTokenizer):
     """A tokenizer with an explicit token list: ``itos[i]`` is the token with id ``i``."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
@@ -303,7 +317,7 @@ class _SplitOnNul(VocabTokenizer):
         return [w for w in text.split("\x00") if w]
 
 
-class BPETokenizer(Tokenizer):
+class BPETokenizer(BaseTokenizer):
     """Byte-level byte-pair encoding trained with Hugging Face ``tokenizers``.
 
     Text is first turned into UTF-8 bytes (a Chinese character is three bytes), and BPE

@@ -19,13 +19,11 @@ nothing is unpickled, loading never executes code from the file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +33,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from llmbook.data.registry import sha256_file
 from llmbook.models.classifier import GPTClassifier
+from llmbook.text.tokenizers import BaseTokenizer
 
 __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "load_trainer_state",
+    "save_classifier",
+    "load_classifier",
     "verify_checkpoint",
     "load_tokenizer",
     "check_writable",
@@ -55,14 +58,6 @@ MANIFEST = "checkpoint.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, corrupted or of an unknown kind."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _qualname(obj: Any) -> str:
@@ -152,7 +147,7 @@ def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
-    tokenizer: Any = None,
+    tokenizer: BaseTokenizer | None = None,
     config: Any = None,
     extra: dict[str, Any] | None = None,
     trainer_state: dict[str, Any] | None = None,
@@ -218,7 +213,7 @@ def save_checkpoint(
             )
         files = sorted(p.name for p in tmp.iterdir())
         _write_json(
-            tmp / MANIFEST, {"format": FORMAT, "files": {f: _sha256(tmp / f) for f in files}}
+            tmp / MANIFEST, {"format": FORMAT, "files": {f: sha256_file(tmp / f) for f in files}}
         )
         for f in tmp.iterdir():  # make the data durable before the rename makes it visible
             with open(f, "rb") as fh:
@@ -308,7 +303,7 @@ def verify_checkpoint(path: str | Path) -> dict[str, str]:
         f = path / name
         if not f.is_file():
             raise CheckpointError(f"checkpoint file {f} is missing; re-create the checkpoint")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise CheckpointError(
                 f"checkpoint file {f} is truncated or was modified (SHA-256 does not match "
                 f"{MANIFEST}); restore it from the repository or re-create the checkpoint"
@@ -339,9 +334,7 @@ def load_tokenizer(path: str | Path) -> Any:
 
         cls: Any = CharTokenizer
     else:
-        from llmbook.text.tokenizers import Tokenizer
-
-        cls = _import_llmbook(qual, Tokenizer)
+        cls = _import_llmbook(qual, BaseTokenizer)
     return cls.load(path)
 
 
@@ -374,15 +367,13 @@ def load_checkpoint(
         )
     known = {f.name for f in fields(config_cls)}
     mc = {k: v for k, v in cfg["model_config"].items() if k in known}
-    model = model_cls(config_cls(**mc))
-    state = _load_tensors(path / "model.safetensors")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {n for n in missing if _is_tied(model, n)}
-    if unexpected or set(missing) - tied:
+    try:
+        model = model_cls(config_cls(**mc))
+    except (TypeError, ValueError) as e:
         raise CheckpointError(
-            f"{path / 'model.safetensors'} does not match {cfg['model_class']}: "
-            f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
+            f"{path / 'config.json'}: cannot build {cfg['model_class']} from its config ({e})"
+        ) from e
+    load_weights(model, _load_tensors(path / "model.safetensors"), path / "model.safetensors")
     model.to(device).eval()
     tokenizer = (
         load_tokenizer(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
@@ -393,11 +384,30 @@ def load_checkpoint(
     return model, tokenizer, meta
 
 
-def _is_tied(model: nn.Module, name: str) -> bool:
-    """Is parameter ``name`` the same tensor as another, saved parameter?"""
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy ``state`` into ``model``: every tensor must be there, with its shape.
+
+    Only a tied weight (e.g. ``lm_head.weight``, the same tensor as ``wte.weight``) may be
+    absent, because :func:`save_checkpoint` stores it once.  Anything missing, extra or of
+    the wrong shape is a :class:`CheckpointError` naming ``source`` and the tensors.
+    """
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise CheckpointError(
+            f"{source} does not fit {type(model).__name__}: {e}; the file belongs to another "
+            "model or was modified, re-create the checkpoint"
+        ) from e
     sd = model.state_dict()
-    ptr = sd[name].untyped_storage().data_ptr()
-    return any(k != name and v.untyped_storage().data_ptr() == ptr for k, v in sd.items())
+    ptrs = {k: v.untyped_storage().data_ptr() for k, v in sd.items()}
+    saved = set(sd) - set(missing)
+    untied = [n for n in missing if not any(ptrs[n] == ptrs[k] for k in saved)]
+    if untied or unexpected:
+        raise CheckpointError(
+            f"{source} does not fit {type(model).__name__}: missing tensors {sorted(untied)[:5]}, "
+            f"unexpected tensors {sorted(unexpected)[:5]}; the file belongs to another model "
+            "or is incomplete, re-create the checkpoint"
+        )
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
@@ -424,80 +434,39 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     }
 
 
-CLASSIFIER_FILE = "classifier.json"
-
-
-HEAD_FILE = "head.safetensors"
-
-
 def save_classifier(
     path: str | Path,
     model: GPTClassifier,
-    tokenizer: Any,
-    labels: Sequence[str],
-    *,
-    max_len: int = 96,
+    tokenizer: BaseTokenizer,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a :class:`GPTClassifier`: its GPT body as an llmbook checkpoint plus the head.
+    """Save a :class:`GPTClassifier` (body and head in one checkpoint, with its tokenizer).
 
-    Merge LoRA layers first (:func:`llmbook.models.lora.merge_lora`); the body must be a plain GPT.
-    ``labels`` names the classes in order (e.g. ``["负面", "正面"]``).
+    The class names, pooling and ``max_len`` are in ``model.config``.  Merge LoRA layers
+    and replace them by their base layers first: the saved model is a plain classifier.
     """
-    from safetensors.torch import save_file
-
     from llmbook.models.lora import LoRALinear
-    from llmbook.training.checkpoint import _sha256, save_checkpoint
 
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError(
-            "the classifier still has LoRA layers; call merge_lora(model) and "
-            "replace them (llmbook.models.lora.merge_lora) before saving"
+            "the classifier still has LoRA layers; merge them (llmbook.models.lora.merge_lora) "
+            "and replace them by their base layers before saving"
         )
-    if len(labels) != model.head.out_features:
-        raise ValueError(f"{len(labels)} label names for {model.head.out_features} classes")
-    path = Path(path)
-    save_checkpoint(path, model.gpt, tokenizer, None, extra or {})
-    head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
-    save_file(head, str(path / HEAD_FILE))
-    info = {
-        "labels": list(labels),
-        "pooling": model.pooling,
-        "max_len": max_len,
-        "head_sha256": _sha256(path / HEAD_FILE),
-    }
-    (path / CLASSIFIER_FILE).write_text(
-        json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8"
-    )
-    return path
+    return save_checkpoint(path, model, tokenizer, None, extra)
 
 
 def load_classifier(path: str | Path) -> tuple[GPTClassifier, Any, dict[str, Any]]:
-    """Load what :func:`save_classifier` wrote: ``(classifier in eval mode, tokenizer, info)``."""
-    from llmbook.training.checkpoint import (
-        CheckpointError,
-        _load_tensors,
-        _sha256,
-        load_checkpoint,
-    )
+    """Load a classifier checkpoint: ``(classifier in eval mode, tokenizer, info)``.
 
-    path = Path(path)
-    info_path = path / CLASSIFIER_FILE
-    if not info_path.is_file():
+    ``info`` holds ``labels``, ``pooling`` and ``max_len`` from the model's config and the
+    checkpoint's ``meta``.
+    """
+    model, tok, meta = load_checkpoint(path)
+    if not isinstance(model, GPTClassifier):
         raise CheckpointError(
-            f"{path} has no {CLASSIFIER_FILE}: not a classifier saved by "
-            "llmbook.training.checkpoint.save_classifier"
+            f"{path} holds a {type(model).__name__}, not a GPTClassifier; give a classifier "
+            "checkpoint (saved by save_classifier)"
         )
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if _sha256(path / HEAD_FILE) != info.get("head_sha256"):
-        raise CheckpointError(
-            f"{path / HEAD_FILE} does not match its checksum; re-save the classifier"
-        )
-    gpt, tok, meta = load_checkpoint(path)
-    clf = GPTClassifier(gpt, len(info["labels"]), pooling=info["pooling"])
-    # _load_tensors turns a non-safetensors head (e.g. a pickle) into a CheckpointError
-    # naming the file instead of a bare SafetensorError (found by tests/test_security.py)
-    clf.head.load_state_dict(_load_tensors(path / HEAD_FILE))
-    clf.eval()
-    info = {**info, "meta": meta}
-    return clf, tok, info
+    c = model.config
+    info = {"labels": list(c.labels), "pooling": c.pooling, "max_len": c.max_len, "meta": meta}
+    return model, tok, info

@@ -6,12 +6,13 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from llmbook.data.lmdata import right_pad
+from llmbook.interfaces import Tokenizer
 from llmbook.models.classifier import GPTClassifier
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 
 
 def encode_batch(
-    tokenizer: Any, texts: Sequence[str], max_len: int, *, add_bos: bool = True
+    tokenizer: Tokenizer, texts: Sequence[str], max_len: int, *, add_bos: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Right-padded ids ``[B, T]`` and lengths ``[B]`` of ``texts``, each cut to ``max_len``.
 
@@ -32,11 +33,7 @@ def encode_batch(
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     rows = [tokenizer.encode(t, add_bos=add_bos)[:max_len] or [tokenizer.pad_id] for t in texts]
-    T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return ids, torch.tensor([len(r) for r in rows], dtype=torch.long)
+    return right_pad(rows, tokenizer.pad_id)
 
 
 @dataclass
@@ -50,7 +47,7 @@ class FinetuneResult:
 
 def finetune_classifier(
     model: GPTClassifier,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     texts: Sequence[str],
     labels: Sequence[int],
     *,
@@ -62,11 +59,14 @@ def finetune_classifier(
     seed: int = 0,
     progress: bool = True,
 ) -> FinetuneResult:
-    """Train the parameters of ``model`` that require grad with AdamW and a linear decay.
+    """Train the parameters of ``model`` that require grad with AdamW.
 
+    The learning rate warms up over the first tenth of the steps, then decays along a
+    cosine to 0 (:func:`llmbook.optim.warmup_cosine`); gradients are clipped to norm 1.
     Batches are drawn at random (seeded) from ``texts``/``labels``; freeze what should not
     train beforehand (e.g. :func:`llmbook.models.lora.apply_lora`).
     """
+    from llmbook.optim import optimizer_step, warmup_cosine
     from llmbook.utils import progress_bar
 
     if len(texts) != len(labels) or not texts:
@@ -77,25 +77,19 @@ def finetune_classifier(
     if not params:
         raise ValueError("no parameter of the model requires grad; nothing to fine-tune")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps)
-    )
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model.train()
     losses = []
     t0 = time.perf_counter()
-    for _ in progress_bar(range(steps), disable=not progress, desc="fine-tune"):
+    for step in progress_bar(range(steps), disable=not progress, desc="fine-tune"):
         idx = [rng.randrange(len(texts)) for _ in range(batch_size)]
         ids, lens = encode_batch(tokenizer, [texts[i] for i in idx], max_len)
         y = torch.tensor([labels[i] for i in idx], dtype=torch.long)
         _, loss = model(ids, lens, y)
         assert loss is not None
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        step_lr = warmup_cosine(step, lr=lr, total_steps=steps, warmup_steps=steps // 10)
+        optimizer_step(params, opt, loss, lr=step_lr, clip=1.0)
         losses.append(loss.item())
     model.eval()
     return FinetuneResult(losses, time.perf_counter() - t0, model)
@@ -104,7 +98,7 @@ def finetune_classifier(
 @torch.no_grad()
 def predict(
     model: GPTClassifier,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     texts: Sequence[str],
     *,
     max_len: int = 96,

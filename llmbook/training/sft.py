@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from llmbook.data.lmdata import right_pad
+from llmbook.interfaces import Tokenizer, block_size
 from llmbook.text.chat import CHAT, ChatTemplate
+from llmbook.text.tokenizers import VocabTokenizer
 
 __all__ = [
     "ChatTemplate",
@@ -23,7 +25,7 @@ __all__ = [
 
 
 def sft_example(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     instruction: str,
     response: str,
     block_size: int,
@@ -50,12 +52,8 @@ def sft_example(
 
 def collate_sft(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Right-pad SFT examples: inputs with ``pad_id``, targets with ``-100``."""
-    T = max(len(x) for x, _ in batch)
-    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
-    y = torch.full((len(batch), T), -100, dtype=torch.long)
-    for i, (a, b) in enumerate(batch):
-        x[i, : len(a)] = torch.tensor(a)
-        y[i, : len(b)] = torch.tensor(b)
+    x, _ = right_pad([a for a, _ in batch], pad_id)
+    y, _ = right_pad([b for _, b in batch], -100)
     return x, y
 
 
@@ -68,7 +66,7 @@ _INSTRUCTIONS = {
 def poem_instructions(
     poems: Sequence[Any],
     forms: Sequence[str] = ("五言绝句", "七言绝句"),
-    tokenizer: Any = None,
+    tokenizer: VocabTokenizer | None = None,
 ) -> list[tuple[str, str]]:
     """``(instruction, poem text)`` pairs, e.g. 「写一首五言绝句，题为静夜思」 → the poem.
 
@@ -87,7 +85,7 @@ def poem_instructions(
 
 def train_sft(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     pairs: Sequence[tuple[str, str]],
     *,
     steps: int = 100,
@@ -99,15 +97,18 @@ def train_sft(
 ) -> list[float]:
     """Instruction-tune a language model on ``pairs`` with the prompt masked out of the loss.
 
-    Trains the parameters that require grad; returns the loss per step.
+    Trains the parameters that require grad (AdamW, cosine decay to 0 without warm-up,
+    :func:`llmbook.optim.warmup_cosine`; gradient norm clipped to 1); returns the loss per
+    step.
     """
+    from llmbook.optim import optimizer_step, warmup_cosine
     from llmbook.utils import progress_bar
 
-    block_size = int(getattr(model, "config").block_size)  # noqa: B009
+    block = block_size(model)
     examples = []
     for ins, res in pairs:
         try:
-            examples.append(sft_example(tokenizer, ins, res, block_size, template))
+            examples.append(sft_example(tokenizer, ins, res, block, template))
         except ValueError:
             continue  # too long for the context: skipped
     if not examples:
@@ -119,14 +120,9 @@ def train_sft(
     model.train()
     losses = []
     for s in progress_bar(range(steps), disable=not progress, desc="SFT"):
-        for g in opt.param_groups:
-            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * s / steps))
         x, y = collate_sft([rng.choice(examples) for _ in range(batch_size)], tokenizer.pad_id)
         _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(params, opt, loss, lr=warmup_cosine(s, lr=lr, total_steps=steps), clip=1.0)
         losses.append(loss.item())
     model.eval()
     return losses

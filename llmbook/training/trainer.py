@@ -8,7 +8,8 @@
 2. forward and backward pass, optionally in mixed precision (bf16 autocast, or fp16 with a
    gradient scaler) and accumulated over several micro-batches;
 3. clip the gradient norm, set the learning rate (linear warm-up, then cosine decay) and
-   take an optimizer step (AdamW by default; fused on CUDA);
+   take an optimizer step (AdamW by default; fused on CUDA) — the schedule and the step
+   are the ones every loop of the book shares (:mod:`llmbook.optim`);
 4. now and then evaluate on held-out windows and save a checkpoint.
 
 Checkpoints hold the model, the optimizer, the step, the history and the states of every
@@ -21,11 +22,10 @@ function also runs under ``torchrun`` with DistributedDataParallel
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from llmbook.data.lmdata import WindowSampler, encode_corpus
+from llmbook.optim import optimizer_step, warmup_cosine
+from llmbook.text.tokenizers import BaseTokenizer
 from llmbook.training.distributed import DistInfo, dist_info
 from llmbook.utils import get_device, set_seed
 
@@ -81,6 +83,8 @@ class TrainConfig:
     beta2: float = 0.95
     momentum: float = 0.9  #: for optimizer="momentum"
     resume: bool = False  #: continue from the checkpoint in out_dir if there is one
+    #: switch on torch.use_deterministic_algorithms (process-wide; matters on GPUs only)
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         positive = ("max_steps", "batch_size", "block_size", "grad_accum_steps", "eval_batches")
@@ -147,18 +151,18 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    r"""Learning rate for optimizer step ``step`` (0-based): warm-up, then cosine decay.
+    """Learning rate for optimizer step ``step`` (0-based) of the run ``cfg`` describes.
 
-    .. math:: \eta_t = \eta_{\min} + \tfrac12(\eta - \eta_{\min})(1+\cos(\pi\,\tfrac{t-w}{S-w}))
-
-    for :math:`t \ge w` (:math:`w` warm-up steps, :math:`S` total), and
-    :math:`\eta\,(t+1)/w` during warm-up.
+    Linear warm-up over ``cfg.warmup_steps``, then cosine decay to ``cfg.min_lr`` at
+    ``cfg.max_steps``: :func:`llmbook.optim.warmup_cosine`.
     """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
+    return warmup_cosine(
+        step,
+        lr=cfg.lr,
+        total_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_steps,
+        min_lr=cfg.min_lr,
+    )
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -278,7 +282,7 @@ def train(
     config: TrainConfig,
     *,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
-    tokenizer: Any = None,
+    tokenizer: BaseTokenizer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on random windows of ``train_ids``; evaluate on ``valid_ids``.
@@ -293,6 +297,7 @@ def train(
     from llmbook.training.checkpoint import (
         check_writable,
         load_trainer_state,
+        load_weights,
         save_checkpoint,
     )
 
@@ -314,7 +319,7 @@ def train(
             f"batch_size {cfg.batch_size} must be divisible by the number of processes "
             f"{info.world_size}: every process trains on an equal slice of each batch"
         )
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, deterministic=cfg.deterministic)
     device = get_device(cfg.device)
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
@@ -345,7 +350,8 @@ def train(
         and (ckpt_dir.exists() or ckpt_dir.with_name(f".{ckpt_dir.name}.old").is_dir())
     ):
         st = load_trainer_state(ckpt_dir)
-        model.load_state_dict(st["model"], strict=False)
+        # strict: a tensor missing from the checkpoint is an error, not a silently fresh weight
+        load_weights(model, st["model"], ckpt_dir / "model.safetensors")
         if st["optimizer"] is not None:
             optimizer.load_state_dict(st["optimizer"])
         js = st["json"]
@@ -388,8 +394,6 @@ def train(
     while step < cfg.max_steps and not stop:
         t0 = time.perf_counter()
         lr = lr_at(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
         loss_sum = 0.0
         for micro in range(cfg.grad_accum_steps):
             x, y = sampler.sample(cfg.batch_size)
@@ -402,12 +406,8 @@ def train(
                 assert loss is not None
                 scaler.scale(loss / cfg.grad_accum_steps).backward()
             loss_sum += float(loss.detach())
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        # the gradients of every micro-batch are summed: clip, step, zero them
+        optimizer_step(model, optimizer, None, lr=lr, clip=cfg.grad_clip, scaler=scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
@@ -466,20 +466,3 @@ def _progress(enabled: bool, initial: int, total: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return progress_bar(total=total, initial=initial, desc="训练", unit="步", leave=False)
-
-
-def iterate_batches(
-    ids: np.ndarray, block_size: int, batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive non-overlapping windows of ``ids`` (for full evaluation passes)."""
-    n = (len(ids) - 1) // block_size
-    for b in range(0, n, batch_size):
-        rows = range(b, min(n, b + batch_size))
-        chunk = np.stack(
-            [
-                np.asarray(ids[r * block_size : r * block_size + block_size + 1], dtype=np.int64)
-                for r in rows
-            ]
-        )
-        t = torch.from_numpy(chunk)
-        yield t[:, :-1], t[:, 1:]
