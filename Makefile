@@ -51,31 +51,35 @@ $(STAMPS)/pip: requirements.txt pyproject.toml $(BIN)/python | $(STAMPS)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
-# Mermaid's JavaScript, served from the book itself so diagrams render offline.
+# Mermaid's JavaScript, served from the book itself so diagrams render offline.  Vendored
+# files go to _vendor/, not _static/: Jupyter Book 1 adds every .js under a root _static/
+# folder to every page as a script (56 MathJax files, 5 MB and eight script errors a page).
 MERMAID_VERSION := 11.17.2
-$(STAMPS)/mermaid: | $(STAMPS)
-	@echo ">>> [setup] vendoring mermaid@$(MERMAID_VERSION) into _static/mermaid (npm pack)"
+$(STAMPS)/vendor-mermaid: | $(STAMPS)
+	@echo ">>> [setup] vendoring mermaid@$(MERMAID_VERSION) into _vendor/mermaid (npm pack)"
+	@rm -rf _static/mermaid; rmdir _static 2>/dev/null || true
 	@if command -v npm >/dev/null; then \
 	  tmp=$$(mktemp -d); (cd $$tmp && npm pack mermaid@$(MERMAID_VERSION) --silent >/dev/null 2>&1 && tar xzf mermaid-*.tgz); \
-	  rm -rf _static/mermaid && mkdir -p _static/mermaid/chunks && \
-	  cp $$tmp/package/dist/mermaid.esm.min.mjs _static/mermaid/ && \
-	  cp -r $$tmp/package/dist/chunks/mermaid.esm.min _static/mermaid/chunks/ && \
-	  find _static/mermaid -name '*.map' -delete; rm -rf $$tmp; touch $@; \
+	  rm -rf _vendor/mermaid && mkdir -p _vendor/mermaid/chunks && \
+	  cp $$tmp/package/dist/mermaid.esm.min.mjs _vendor/mermaid/ && \
+	  cp -r $$tmp/package/dist/chunks/mermaid.esm.min _vendor/mermaid/chunks/ && \
+	  find _vendor/mermaid -name '*.map' -delete; rm -rf $$tmp; touch $@; \
 	else echo ">>> npm not found: diagrams will need mermaid from the network"; fi
 
 # MathJax 3, served from the book itself so formulas render offline too.
 MATHJAX_VERSION := 3.2.2
-$(STAMPS)/mathjax: | $(STAMPS)
-	@echo ">>> [setup] vendoring mathjax@$(MATHJAX_VERSION) into _static/mathjax (npm pack)"
+$(STAMPS)/vendor-mathjax: | $(STAMPS)
+	@echo ">>> [setup] vendoring mathjax@$(MATHJAX_VERSION) into _vendor/mathjax (npm pack)"
+	@rm -rf _static/mathjax; rmdir _static 2>/dev/null || true
 	@if command -v npm >/dev/null; then \
 	  tmp=$$(mktemp -d); (cd $$tmp && npm pack mathjax@$(MATHJAX_VERSION) --silent >/dev/null 2>&1 && tar xzf mathjax-*.tgz); \
-	  rm -rf _static/mathjax && mkdir -p _static/mathjax && \
-	  cp $$tmp/package/es5/tex-chtml.js _static/mathjax/ && \
-	  cp -r $$tmp/package/es5/input $$tmp/package/es5/output $$tmp/package/es5/a11y $$tmp/package/es5/ui $$tmp/package/es5/adaptors _static/mathjax/ 2>/dev/null; \
+	  rm -rf _vendor/mathjax && mkdir -p _vendor/mathjax && \
+	  cp $$tmp/package/es5/tex-chtml.js _vendor/mathjax/ && \
+	  cp -r $$tmp/package/es5/input $$tmp/package/es5/output $$tmp/package/es5/a11y $$tmp/package/es5/ui $$tmp/package/es5/adaptors _vendor/mathjax/ 2>/dev/null; \
 	  rm -rf $$tmp; touch $@; \
 	else echo ">>> npm not found: formulas will need MathJax from the network"; fi
 
-setup: $(STAMPS)/apt $(STAMPS)/pip $(STAMPS)/mermaid $(STAMPS)/mathjax
+setup: $(STAMPS)/apt $(STAMPS)/pip $(STAMPS)/vendor-mermaid $(STAMPS)/vendor-mathjax
 	@echo ">>> [setup] done: $$($(BIN)/python --version), llmbook installed in $(VENV)"
 
 book: setup
@@ -138,16 +142,26 @@ bench: setup
 	@echo ">>> [bench] benchmarks/run_all.py -> benchmarks/RESULTS.md"
 	$(BIN)/python benchmarks/run_all.py
 
-# chapters/src/NN_slug.md (MyST text notebook) is the source; chapters/NN_slug.ipynb is
-# generated from it and executed, so that the book shows outputs of the current code.
+# chapters/NN_slug/N_M_slug.md (a MyST text notebook) is the source of a section page;
+# chapters/NN_slug/N_M_slug.ipynb is generated from it and executed in its folder, so that
+# the book shows outputs of the current code; book/clean_notebook.py then strips stderr
+# (progress bars, warnings) from cells that nbval does not check.
 notebook: setup
-	@test -n "$(NB)" || { echo "usage: make notebook NB=01_background"; exit 2; }
-	@echo ">>> [notebook] chapters/src/$(NB).md -> chapters/$(NB).ipynb (executed)"
-	$(BIN)/jupytext --quiet --to ipynb --output chapters/$(NB).ipynb chapters/src/$(NB).md
-	cd chapters && ../$(BIN)/jupyter-execute --inplace --timeout=900 $(NB).ipynb
+	@test -n "$(NB)" || { echo "usage: make notebook NB=01_background/1_2_ngram"; exit 2; }
+	@src=chapters/$(NB).md; [ -f "$$src" ] || src=chapters/src/$(NB).md; \
+	test -f "$$src" || { echo "no source chapters/$(NB).md"; exit 2; }; \
+	nb=chapters/$(NB).ipynb; start=$$SECONDS; \
+	echo ">>> [notebook] $$src -> $$nb (executed)"; \
+	$(BIN)/jupytext --quiet --to ipynb --output "$$nb" "$$src" && \
+	(cd "$$(dirname "$$nb")" && $(abspath $(BIN))/jupyter-execute --inplace --timeout=900 "$$(basename "$$nb")") && \
+	$(BIN)/python book/clean_notebook.py "$$nb" && \
+	echo ">>> [notebook] $$nb executed in $$((SECONDS - start)) s"
 
 execute: setup
-	@for src in chapters/src/*.md; do $(MAKE) --no-print-directory notebook NB=$$(basename $$src .md); done
+	@for src in chapters/[0-9][0-9]_*/[0-9]*_*.md chapters/src/*.md; do \
+	  [ -f "$$src" ] || continue; \
+	  nb=$${src#chapters/}; nb=$${nb#src/}; $(MAKE) --no-print-directory notebook NB=$${nb%.md}; \
+	done
 
 data: setup
 	$(BIN)/python data/scripts/build_poetry.py

@@ -2,7 +2,7 @@
 
 The URL is set in one place, ``_config.yml``.  This script rewrites the copies that must
 know it outside the book build: ``llmbook/data/registry.py`` (REPO_URL and RAW_BASE_URL, for
-Colab data downloads), the Colab install cell of every chapter source and notebook, the
+Colab data downloads), the Colab install cell of every section source and notebook, the
 Binder requirements, and ``pyproject.toml``.  ``tests/test_book.py`` fails if they drift.
 """
 
@@ -38,8 +38,8 @@ def main() -> None:
         ROOT / "llmbook" / "data" / "registry.py",
         ROOT / "pyproject.toml",
         ROOT / "binder" / "requirements.txt",
-        *sorted((ROOT / "chapters").glob("*.ipynb")),
-        *sorted((ROOT / "chapters" / "src").glob("*.md")),
+        *sorted((ROOT / "chapters").rglob("*.ipynb")),
+        *sorted((ROOT / "chapters").rglob("*.md")),
     ]
     for path in files:
         if not path.exists():

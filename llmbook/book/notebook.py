@@ -37,9 +37,14 @@ def setup_notebook(seed: int = 0) -> None:
             "figure.dpi": 100,
             "savefig.dpi": 100,
             "svg.hashsalt": "llmbook",
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 9,
         }
     )
     setup_chinese_font()
+    _retina_figures()
     try:
         import jieba
 
@@ -50,6 +55,17 @@ def setup_notebook(seed: int = 0) -> None:
     warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+
+
+def _retina_figures() -> None:
+    """Inline figures as 2x PNG (sharp on high-DPI screens, same size on the page)."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # pragma: no cover - not in a notebook kernel
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 def glue(name: str, value: Any, display: bool = False) -> Any:
