@@ -91,6 +91,8 @@ lint: setup
 	@echo ">>> [lint] ruff check + ruff format --check"
 	$(BIN)/ruff check llmbook tests benchmarks
 	$(BIN)/ruff format --check llmbook tests benchmarks
+	$(BIN)/python book/lint_chapters.py
+	$(BIN)/python book/build_toc.py --check
 
 typecheck: setup
 	@echo ">>> [typecheck] mypy llmbook"

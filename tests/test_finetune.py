@@ -177,6 +177,16 @@ def test_tfidf_baseline_and_snownlp() -> None:
     assert snownlp_predict(["这个东西非常好，很满意", ""]) == [1, 1]
 
 
+def test_per_review_ms_times_one_review_per_call() -> None:
+    from llmbook.experiments.sentiment import per_review_ms
+
+    calls: list[list[str]] = []
+    ms = per_review_ms(calls.append, ["好", "差", "一般"])
+    assert calls == [["好"], ["差"], ["一般"]] and ms >= 0.0
+    with pytest.raises(ValueError, match="at least one text"):
+        per_review_ms(calls.append, [])
+
+
 def test_evaluate_instructions_scores_form(tiny: tuple[GPT, CharTokenizer]) -> None:
     from llmbook.evaluation.instructions import evaluate_instructions
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from torch import nn
 from llmbook.models.classifier import GPTClassifier
 from llmbook.training.checkpoint import save_classifier
 from llmbook.training.finetune import finetune_classifier, predict
+from llmbook.utils import Timer
 
 __all__ = [
     "main",
@@ -91,6 +92,19 @@ def snownlp_predict(texts: Sequence[str]) -> list[int]:
     from snownlp import SnowNLP
 
     return [int(SnowNLP(t).sentiments > 0.5) if t.strip() else 1 for t in texts]
+
+
+def per_review_ms(predict_batch: Callable[[list[str]], Any], texts: Sequence[str]) -> float:
+    """Mean wall-clock milliseconds of ``predict_batch([text])`` over ``texts`` (batch size 1).
+
+    Chapter 6 measures the latency of each sentiment model this way, one review at a time.
+    """
+    if len(texts) == 0:
+        raise ValueError("per_review_ms needs at least one text to time; got an empty sequence")
+    with Timer() as t:
+        for text in texts:
+            predict_batch([text])
+    return 1000 * t.seconds / len(texts)
 
 
 SENTIMENT_LABELS = ("负面", "正面")
