@@ -207,6 +207,11 @@ def test_a_section_page_at_desktop_and_phone_width(site, browser, width):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"section_{width}.png"))
     assert not problems, problems
+    html = page.content()
+    english = [
+        w for w in ("Open issue", ">Repository<", "Color mode", "Search this book") if w in html
+    ]
+    assert not english and "提交问题" in html, f"page chrome left in English: {english}"
     searches = page.evaluate(
         "[...document.querySelectorAll('.search-button, .search-button-field, form.bd-search')]"
         ".filter(e => e.offsetParent !== null).length"
