@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,24 @@ def _drop_repeated_inline_scripts(html: str) -> str:
     return "".join(out)
 
 
+#: an automatic section number right before the title's own one: 「5.3. 5.2 源代码…」
+_DOUBLE_NUMBER = re.compile(
+    r"(<a [^>]*>|<span class=\"section-number\">)\s*\d+(?:\.\d+)*\.\s*(?:</span>)?\s*"
+    r"(?=第 \d+ 章|\d+\.\d+ )"
+)
+
+
+def _drop_double_numbers(html: str) -> str:
+    """The toc is numbered (figures read 图 5.3) and titles carry their own numbers."""
+    return _DOUBLE_NUMBER.sub(lambda m: m.group(1) if m.group(1).startswith("<a") else "", html)
+
+
 def _translate_chrome(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
     for page in Path(app.outdir).rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        new = _drop_repeated_inline_scripts(text)
+        new = _drop_double_numbers(_drop_repeated_inline_scripts(text))
         for english, chinese in CHROME_ZH.items():
             new = new.replace(english, chinese)
         if new != text:

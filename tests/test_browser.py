@@ -212,6 +212,9 @@ def test_a_section_page_at_desktop_and_phone_width(site, browser, width):
         w for w in ("Open issue", ">Repository<", "Color mode", "Search this book") if w in html
     ]
     assert not english and "提交问题" in html, f"page chrome left in English: {english}"
+    links = page.eval_on_selector_all("nav a", "els => els.map(e => e.innerText.trim())")
+    doubled = [t for t in links if re.match(r"\d+(\.\d+)*\.\s+(第 \d+ 章|\d+\.\d+ )", t)]
+    assert not doubled, f"titles numbered twice: {doubled[:3]}"
     searches = page.evaluate(
         "[...document.querySelectorAll('.search-button, .search-button-field, form.bd-search')]"
         ".filter(e => e.offsetParent !== null).length"
