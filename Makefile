@@ -22,7 +22,7 @@ help:
 	@echo "make test   - install everything and run the whole test suite (what CI runs)"
 	@echo "make lowest - run the fast unit tests against the lowest versions pyproject.toml declares"
 	@echo "make bench  - run the benchmarks and write benchmarks/RESULTS.md"
-	@echo "make notebook NB=01_background - regenerate one chapter from chapters/src and execute it"
+	@echo "make notebook NB=01_background/1_2_status - regenerate one section notebook and execute it"
 	@echo "make execute - regenerate and execute every chapter"
 	@echo "make data   - rebuild the data files from their sources and rewrite the manifest"
 
@@ -150,7 +150,7 @@ bench: setup
 # (progress bars, warnings) from cells that nbval does not check.
 notebook: setup
 	@test -n "$(NB)" || { echo "usage: make notebook NB=01_background/1_2_ngram"; exit 2; }
-	@src=chapters/$(NB).md; [ -f "$$src" ] || src=chapters/src/$(NB).md; \
+	@src=chapters/$(NB).md; \
 	test -f "$$src" || { echo "no source chapters/$(NB).md"; exit 2; }; \
 	nb=chapters/$(NB).ipynb; start=$$SECONDS; \
 	echo ">>> [notebook] $$src -> $$nb (executed)"; \
@@ -160,9 +160,9 @@ notebook: setup
 	echo ">>> [notebook] $$nb executed in $$((SECONDS - start)) s"
 
 execute: setup
-	@for src in chapters/[0-9][0-9]_*/[0-9]*_*.md chapters/src/*.md; do \
+	@for src in chapters/[0-9][0-9]_*/[0-9]*_*.md; do \
 	  [ -f "$$src" ] || continue; \
-	  nb=$${src#chapters/}; nb=$${nb#src/}; $(MAKE) --no-print-directory notebook NB=$${nb%.md}; \
+	  nb=$${src#chapters/}; $(MAKE) --no-print-directory notebook NB=$${nb%.md}; \
 	done
 
 data: setup

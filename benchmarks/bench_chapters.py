@@ -1,6 +1,6 @@
-"""Execution time of every chapter notebook against the 3-minute budget (2 CPU cores).
+"""Execution time of every section notebook against the 3-minute budget (2 CPU cores).
 
-Executes each ``chapters/NN_*.ipynb`` in a fresh kernel (nothing is written back) and
+Executes each ``chapters/NN_slug/N_M_slug.ipynb`` in a fresh kernel (nothing is written back) and
 reports its wall time; ``ratio`` = budget / time, so > 1 means inside the budget.
 """
 
@@ -29,9 +29,9 @@ def time_chapter(path: Path) -> float:
 
 
 def run(chapters: list[str] | None = None) -> dict:
-    paths = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
-    if chapters:
-        paths = [p for p in paths if p.stem in chapters]
+    paths = sorted((ROOT / "chapters").glob("[0-9][0-9]_*/[0-9]*_*.ipynb"))
+    if chapters:  # chapter folders (05_gpt_project) or sections (5_4_results)
+        paths = [p for p in paths if p.stem in chapters or p.parent.name in chapters]
     rows, total = [], 0.0
     for path in paths:
         seconds = time_chapter(path)

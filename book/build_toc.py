@@ -48,13 +48,7 @@ def sections(folder: Path) -> list[str]:
 
 def render() -> str:
     lines = [HEADER]
-    folders = {p.name[:2]: p for p in CHAPTERS.iterdir() if p.is_dir() and p.name[:2].isdigit()}
-    unsplit = {p.name[:2]: p for p in CHAPTERS.glob("[0-9][0-9]_*.ipynb")}
-    for key in sorted(set(folders) | set(unsplit)):
-        folder = folders.get(key)
-        if folder is None:  # a chapter still in one notebook
-            lines.append(f"      - file: chapters/{unsplit[key].stem}\n")
-            continue
+    for folder in sorted(p for p in CHAPTERS.iterdir() if p.is_dir() and p.name[:2].isdigit()):
         if not (folder / "index.md").is_file():
             raise SystemExit(f"{folder.relative_to(ROOT)} has no index.md (the chapter page)")
         lines.append(f"      - file: chapters/{folder.name}/index\n")
