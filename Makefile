@@ -15,7 +15,7 @@ APT_PACKAGES := $(shell grep -v '^\#' apt.txt)
 JB_FLAGS := -W -n --keep-going
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup book test unit lowest chapters lint typecheck browser bench data manifest notebook execute sync-repo-url clean
+.PHONY: help setup book test unit lowest chapters lint typecheck browser bench data manifest artifacts notebook execute sync-repo-url clean
 
 help:
 	@echo "make book   - install everything and build the HTML book into _build/html"
@@ -25,6 +25,7 @@ help:
 	@echo "make notebook NB=01_background/1_2_status - regenerate one section notebook and execute it"
 	@echo "make execute - regenerate and execute every chapter"
 	@echo "make data   - rebuild the data files from their sources and rewrite the manifest"
+	@echo "make artifacts [NAME=ch3-lstm] [RESUME=1] - rebuild shipped checkpoints/results from configs/artifacts"
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -170,8 +171,14 @@ data: setup
 	$(BIN)/python data/scripts/build_sentiment_split.py
 	$(MAKE) manifest
 
-manifest:
-	$(PYTHON) data/scripts/make_manifest.py
+manifest: setup
+	$(BIN)/python data/scripts/make_manifest.py
+
+# Every shipped checkpoint and result file, rebuilt from configs/artifacts/*.toml with a
+# card (data, command, hardware, wall time, metrics).  One artifact: make artifacts NAME=ch3-lstm;
+# continue an interrupted build: make artifacts NAME=ch3-lstm RESUME=1.  `all` takes hours of CPU.
+artifacts: setup
+	$(BIN)/python -m llmbook.experiments build $(or $(NAME),all) $(if $(RESUME),--resume)
 
 # The repository URL lives in _config.yml (repository.url); copy it everywhere else.
 sync-repo-url:

@@ -25,7 +25,7 @@ Chapter                     Modules
                             ``evaluation.wordvec``
 3 核心算法原理与具体操作步骤  ``models.rnn``, ``models.attention``, ``models.positional``,
                             ``models.transformer``, ``data.lmdata``, ``training.trainer``,
-                            ``experiments.recall``
+                            ``experiments.recall``, ``experiments.artifacts``
 4 数学模型和公式            ``evaluation.lm``, ``models.rnn``, ``training.trainer``
 5 项目实践                  ``models.gpt``, ``training.trainer``, ``training.checkpoint``,
                             ``generation.decoding``, ``evaluation.poems``, ``cli``
@@ -38,6 +38,10 @@ Chapter                     Modules
                             ``evaluation.interpret``, ``data.quality``
 9 附录：常见问题与解答      ``training.compute``, ``data.quality``, ``evaluation.fairness``
 ==========================  ==================================================================
+
+Every chapter checks its own prose with ``book.claims.claim`` (hidden cells that CI runs),
+and loads its long-trained results from artifacts that ``python -m llmbook.experiments build
+NAME`` (``experiments.artifacts``) rebuilds from ``configs/artifacts/NAME.toml``.
 
 Submodules are imported lazily, so ``import llmbook`` is fast and ``llmbook.models.gpt``
 works after it.
@@ -52,7 +56,15 @@ __version__ = "0.1.0"
 from llmbook._lazy import lazy_submodules  # noqa: E402
 from llmbook.utils import count_parameters, get_device, set_seed  # noqa: E402
 
-__all__ = ["__version__", "set_seed", "get_device", "count_parameters", "setup_notebook", "glue"]
+__all__ = [
+    "__version__",
+    "set_seed",
+    "get_device",
+    "count_parameters",
+    "setup_notebook",
+    "glue",
+    "claim",
+]
 
 
 def setup_notebook(seed: int = 0) -> None:
@@ -67,6 +79,13 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     from llmbook.book.notebook import glue as _glue
 
     return _glue(name, value, display)
+
+
+def claim(text: str, holds: bool, **values: Any) -> Any:
+    """Check a sentence of the book against this run (:func:`llmbook.book.claims.claim`)."""
+    from llmbook.book.claims import claim as _claim
+
+    return _claim(text, holds, **values)
 
 
 __getattr__ = lazy_submodules(__name__)  # llmbook.models, llmbook.data.poetry, …

@@ -13,6 +13,7 @@ __all__ = [
     "data_path",
     "verify_data",
     "read_manifest",
+    "write_manifest",
     "fetch_file",
     "REBUILD",
     "shipped_checkpoint",
@@ -105,6 +106,34 @@ def read_manifest(directory: Path | None = None) -> dict[str, str]:
             digest, name = line.split(maxsplit=1)
             out[name.lstrip("*")] = digest
     return out
+
+
+def write_manifest() -> int:
+    """Rewrite ``data/MANIFEST.sha256`` (and its copy in ``llmbook/resources/``) from data/.
+
+    Every file under the repository's ``data/`` is listed except the manifest itself, the
+    build scripts in ``data/scripts/`` (code, not data) and partial downloads (``*.part``).
+    Returns the number of files listed.
+    """
+    data = _repo_data_dir()
+    lines = []
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        rel = path.relative_to(data).as_posix()
+        if (
+            rel == MANIFEST
+            or rel.startswith("scripts/")
+            or "__pycache__" in rel
+            or rel.endswith(".part")
+        ):
+            continue
+        lines.append(f"{sha256_file(path)}  {rel}\n")
+    text = "".join(lines)
+    (data / MANIFEST).write_text(text, encoding="utf-8")
+    res = Path(__file__).resolve().parents[1] / "resources"
+    res.mkdir(exist_ok=True)
+    (res / MANIFEST).write_text(text, encoding="utf-8")
+    _verified.clear()
+    return len(lines)
 
 
 _verified: set[Path] = set()
