@@ -251,6 +251,9 @@ SHIPPED_CHECKPOINTS = {
     "gpt-poetry": "python -m llmbook train --config configs/cpu-small.toml",
     "gpt-modern": "python -m llmbook train --config configs/cpu-modern.toml",
     "sentiment-gpt": "python -m llmbook.experiments.sentiment sentiment",
+    "ch3-rnn": "python -m llmbook.experiments build ch3-rnn",
+    "ch3-lstm": "python -m llmbook.experiments build ch3-lstm",
+    "ch3-transformer": "python -m llmbook.experiments build ch3-transformer",
 }
 
 
