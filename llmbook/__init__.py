@@ -81,11 +81,14 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return _glue(name, value, display)
 
 
-def claim(text: str, holds: bool, **values: Any) -> Any:
-    """Check a sentence of the book against this run (:func:`llmbook.book.claims.claim`)."""
+def claim(text: str, holds: bool, **values: Any) -> None:
+    """Check a sentence of the book against this run (:func:`llmbook.book.claims.claim`).
+
+    Returns nothing, so a hidden cell that ends with a claim prints nothing either.
+    """
     from llmbook.book.claims import claim as _claim
 
-    return _claim(text, holds, **values)
+    _claim(text, holds, **values)
 
 
 __getattr__ = lazy_submodules(__name__)  # llmbook.models, llmbook.data.poetry, …
