@@ -1,7 +1,8 @@
-"""The book's GPT ↔ Hugging Face ``transformers.GPT2LMHeadModel``, with identical logits.
+"""The book's GPT ↔ Hugging Face ``transformers`` models, with identical logits.
 
-:class:`llmbook.models.gpt.GPT` has the GPT-2 architecture, so its weights map one to one
-onto ``GPT2LMHeadModel``.  Three conventions differ and are handled here:
+**GPT-2.**  With its default switches :class:`llmbook.models.gpt.GPT` has the GPT-2
+architecture, so its weights map one to one onto ``GPT2LMHeadModel``.  Three conventions
+differ and are handled here:
 
 * **Linear vs Conv1D.** GPT-2's projections are ``Conv1D`` modules whose weight is stored
   as ``[in, out]``; ``torch.nn.Linear`` stores ``[out, in]``.  Every projection weight is
@@ -13,7 +14,13 @@ onto ``GPT2LMHeadModel``.  Three conventions differ and are handled here:
   both the token embedding and the output layer.  Untied models carry ``lm_head.weight``.
 
 The activation is GELU with the tanh approximation in both (``gelu_new`` in
-``transformers``), LayerNorm ε is 1e-5 in both, and dropout probabilities are copied.
+``transformers``), the LayerNorm ε is copied, and so are the dropout probabilities.
+
+**The modern block** (RoPE, RMSNorm, SwiGLU, GQA, QK-norm, MoE) converts to the Llama
+family of ``transformers`` (Llama, Qwen3, Mixtral, Qwen-MoE) in
+:mod:`llmbook.models.hf_modern`; :func:`to_hf` and :func:`from_hf` pick the direction
+and the class.
+
 :func:`to_hf_tokenizer` wraps a :class:`llmbook.text.tokenizers.CharTokenizer` as a
 ``PreTrainedTokenizerFast`` so that ``pipeline("text-generation")`` works.
 """
@@ -27,12 +34,23 @@ import torch
 from llmbook.data.lmdata import right_pad
 from llmbook.interfaces import Tokenizer
 from llmbook.models.gpt import GPT, GPTConfig
+from llmbook.models.hf_modern import (
+    HF_CLASSES,
+    _require_transformers,
+    from_hf_modern,
+    hf_family,
+    hf_sizes,
+    modern_hf_config,
+    to_hf_modern,
+)
 from llmbook.text.tokenizers import CharTokenizer
 
 __all__ = [
     "to_hf",
     "from_hf",
     "hf_config",
+    "hf_family",
+    "HF_CLASSES",
     "to_hf_tokenizer",
     "mean_hidden_states",
     "CONV1D_WEIGHTS",
@@ -47,33 +65,25 @@ CONV1D_WEIGHTS = (
 )
 
 
-def _require_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as e:  # pragma: no cover - optional dependency
-        raise ImportError(
-            "llmbook.models.hf needs the transformers package: pip install 'llmbook[hf]' "
-            "(or pip install transformers)"
-        ) from e
-    return transformers
-
-
 def hf_config(config: GPTConfig, **extra: Any) -> Any:
-    """The ``transformers.GPT2Config`` equivalent to a book :class:`GPTConfig`."""
+    """The ``transformers`` config equivalent to a book :class:`GPTConfig`."""
     transformers = _require_transformers()
+    c = config
+    if hf_family(c) != "gpt2":
+        return modern_hf_config(c, **extra)
     return transformers.GPT2Config(
-        vocab_size=config.vocab_size,
-        n_positions=config.block_size,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
+        vocab_size=c.vocab_size,
+        n_positions=c.block_size,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
         n_inner=None,  # 4 * n_embd, as in the book's MLP
         activation_function="gelu_new",
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        layer_norm_epsilon=1e-5,
-        tie_word_embeddings=config.tie_weights,
+        resid_pdrop=c.dropout,
+        embd_pdrop=c.dropout,
+        attn_pdrop=c.dropout,
+        layer_norm_epsilon=c.norm_eps,
+        tie_word_embeddings=c.tie_weights,
         scale_attn_weights=True,
         bos_token_id=extra.pop("bos_token_id", None),
         eos_token_id=extra.pop("eos_token_id", None),
@@ -89,7 +99,8 @@ def _check_gpt(model: Any) -> GPTConfig:
             "other architectures have no GPT-2 equivalent"
         )
     for name, module in model.named_modules():
-        if name.endswith(("c_attn", "c_proj", "c_fc")) and type(module) is not torch.nn.Linear:
+        projection = name.endswith(("c_attn", "c_proj", "c_fc", "c_gate", "router"))
+        if projection and type(module) is not torch.nn.Linear:
             raise TypeError("to_hf needs plain nn.Linear projections; merge LoRA adapters first")
     return model.config
 
@@ -98,11 +109,14 @@ def _check_gpt(model: Any) -> GPTConfig:
 def to_hf(model: GPT, **config_extra: Any) -> Any:
     """Convert a book :class:`GPT` to a ``transformers.GPT2LMHeadModel`` (same logits).
 
-    ``config_extra`` is passed to ``GPT2Config`` (e.g. ``eos_token_id=3``).  The result is
-    in eval mode, on the CPU, in float32.
+    A model with the modern switches becomes the class :func:`hf_family` names (e.g.
+    ``LlamaForCausalLM``).  ``config_extra`` is passed to the config (e.g.
+    ``eos_token_id=3``).  The result is in eval mode, on the CPU, in float32.
     """
     transformers = _require_transformers()
     cfg = _check_gpt(model)
+    if hf_family(cfg) != "gpt2":  # RoPE, RMSNorm, SwiGLU: the Llama family
+        return to_hf_modern(model, **config_extra)
     hf = transformers.GPT2LMHeadModel(hf_config(cfg, **config_extra))
     src = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     target = hf.state_dict()
@@ -143,16 +157,17 @@ def from_hf(hf_model: Any, *, bias: bool | None = None) -> GPT:
 
     ``bias=None`` detects it: if every projection and LayerNorm bias is zero the book
     model is built with ``bias=False``.  Raises ``ValueError`` for configurations the
-    book's GPT does not implement (another activation, MLP width or LayerNorm ε).
+    book's GPT does not implement (another activation or MLP width).  The model types of
+    :data:`HF_CLASSES` (Llama, Qwen3, Mixtral, Qwen3-MoE, Qwen2-MoE) convert too.
     """
     c = hf_model.config
+    if c.model_type != "gpt2":
+        return from_hf_modern(hf_model)
     problems = []
     if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
         problems.append(f"activation_function={c.activation_function!r} (book: tanh GELU)")
     if c.n_inner not in (None, 4 * c.n_embd):
         problems.append(f"n_inner={c.n_inner} (book: 4 * n_embd)")
-    if abs(c.layer_norm_epsilon - 1e-5) > 1e-12:
-        problems.append(f"layer_norm_epsilon={c.layer_norm_epsilon} (book: 1e-5)")
     if getattr(c, "scale_attn_by_inverse_layer_idx", False) or getattr(
         c, "reorder_and_upcast_attn", False
     ):
@@ -172,14 +187,11 @@ def from_hf(hf_model: Any, *, bias: bool | None = None) -> GPT:
         )
     tied = bool(getattr(c, "tie_word_embeddings", True))
     cfg = GPTConfig(
-        vocab_size=c.vocab_size,
-        block_size=c.n_positions,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        n_embd=c.n_embd,
+        **hf_sizes(c),
         dropout=float(c.resid_pdrop),
         bias=bias,
         tie_weights=tied,
+        norm_eps=float(c.layer_norm_epsilon),
     )
     model = GPT(cfg)
     new = {}
