@@ -9,7 +9,7 @@ token of the corpus counts once per epoch, as gensim's ``raw_words``), so both n
 have the same numerator.
 
 * gensim's optimised C (Cython) loop: one worker, and as many workers as PyTorch threads;
-* :func:`llmbook.text.embeddings.train_sgns`: mini-batches of 1,024 (centre, context) pairs,
+* :func:`llmbook.text.sgns.train_sgns`: mini-batches of 1,024 (centre, context) pairs,
   Adam, on PyTorch with the same number of threads.
 
 The ratio is ours / gensim (> 1 would mean the book's version is faster; it is not meant
@@ -59,7 +59,7 @@ def time_gensim(sentences: list[list[str]], workers: int) -> tuple[float, Embedd
 
 def time_sgns(sentences: list[list[str]]) -> tuple[float, Embeddings, int]:
     """Seconds for one epoch of the book's PyTorch SGNS (pair generation included)."""
-    from llmbook.text.embeddings import train_sgns
+    from llmbook.text.sgns import train_sgns
 
     r = train_sgns(
         sentences,
@@ -97,7 +97,7 @@ def run() -> dict[str, Any]:
     m = measure()
     note = f"analogy accuracy: ours {m['sgns_analogy']:.3f}, gensim {m['gensim_analogy']:.3f}"
     return {
-        "title": "Word2Vec skip-gram: llmbook.text.embeddings.train_sgns (PyTorch) vs gensim",
+        "title": "Word2Vec skip-gram: llmbook.text.sgns.train_sgns (PyTorch) vs gensim",
         "rows": [
             {
                 "metric": f"words/s, 1 epoch, gensim with {m['threads']} worker(s)",

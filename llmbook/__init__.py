@@ -21,7 +21,7 @@ Chapter                     Modules
 ==========================  ==================================================================
 1 背景介绍                  ``data.poetry``, ``data.people_daily``, ``data.timeline``,
                             ``text.chinese``, ``models.ngram``
-2 核心概念与联系            ``text.chinese``, ``text.tokenizers``, ``text.embeddings``,
+2 核心概念与联系            ``text.chinese``, ``text.tokenizers``, ``text.embeddings``, ``text.sgns``,
                             ``evaluation.wordvec``
 3 核心算法原理与具体操作步骤  ``models.rnn``, ``models.attention``, ``models.positional``,
                             ``models.transformer``, ``data.lmdata``, ``training.trainer``,

@@ -11,7 +11,8 @@ from llmbook.evaluation.wordvec import (
     load_analogies,
     load_similarity,
 )
-from llmbook.text.embeddings import Embeddings, train_fasttext, train_sgns, train_word2vec
+from llmbook.text.embeddings import Embeddings, train_fasttext, train_word2vec
+from llmbook.text.sgns import train_sgns
 
 CORPUS = [
     ["国王", "统治", "王国"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from llmbook.text.embeddings import Embeddings
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "evaluate_similarity",
     "AnalogyResult",
     "SimilarityResult",
+    "FrequencyBand",
+    "cosine_by_frequency",
 ]
 
 
@@ -126,3 +130,46 @@ def evaluate_similarity(
             model.append(emb.similarity(a, b))
     rho = float(spearmanr(human, model).statistic) if len(human) >= 3 else float("nan")
     return SimilarityResult(rho, len(human) / len(rows), len(human), len(rows))
+
+
+@dataclass
+class FrequencyBand:
+    """Words whose corpus count lies in ``[low, high)`` and how alike their vectors are."""
+
+    low: int
+    high: int | None  #: None: no upper bound
+    words: int
+    mean_cosine: float  #: mean cosine similarity over all pairs of distinct words
+
+    @property
+    def label(self) -> str:
+        return f"{self.low}–{self.high - 1}" if self.high is not None else f"≥{self.low}"
+
+
+def cosine_by_frequency(
+    emb: Embeddings, edges: Sequence[int] = (5, 10, 50, 500)
+) -> list[FrequencyBand]:
+    """Mean pairwise cosine of the word vectors in each frequency band.
+
+    ``edges`` ``(5, 10, 50, 500)`` gives the bands 5–9, 10–49, 50–499 and ≥ 500
+    occurrences.  In a healthy space unrelated words are close to orthogonal, so the mean
+    over a band is small; a value near 1 means the band's vectors share one common
+    direction and cosine similarity among them says little.  The mean over the ``n``
+    unit vectors ``u_i`` of a band is ``(|Σ u_i|² − n) / (n(n − 1))``, computed without
+    the ``n × n`` matrix.  Bands with fewer than two words are left out.
+    """
+    if emb.counts is None:
+        raise ValueError(f"{emb.name} has no word counts; cosine_by_frequency needs them")
+    e = [int(x) for x in edges]
+    if not e or any(b <= a for a, b in zip(e, e[1:])):
+        raise ValueError(f"edges must be increasing ints, got {list(edges)!r}")
+    counts = np.asarray(emb.counts)
+    out = []
+    for low, high in zip(e, [*e[1:], None]):
+        mask = (counts >= low) & (counts < high) if high is not None else counts >= low
+        n = int(mask.sum())
+        if n < 2:
+            continue
+        s = emb.unit[mask].astype(np.float64).sum(0)
+        out.append(FrequencyBand(low, high, n, float((s @ s - n) / (n * (n - 1)))))
+    return out

@@ -1,46 +1,32 @@
-r"""Word embeddings: gensim Word2Vec/FastText, skip-gram with negative sampling in PyTorch,
+r"""Word embeddings: gensim Word2Vec/FastText and the :class:`Embeddings` they share,
 and evaluation on the book's Chinese analogy and word-similarity sets.
 
 All models end up as an :class:`Embeddings` object (a word list and a matrix of vectors),
 so nearest neighbours, similarities, analogies and the evaluations work the same way for
 every model.  gensim models are trained with ``workers=1`` and a fixed ``seed`` so their
-vectors are identical from run to run.
+vectors are identical from run to run (gensim 4 draws the initial vectors from
+``numpy.random.default_rng(seed)``; its ``hashfxn`` no longer takes part).
 
-Skip-gram with negative sampling (SGNS, Mikolov et al. 2013) maximises, for each
-(centre word :math:`c`, context word :math:`o`) pair and :math:`K` words :math:`n_k`
-drawn from the unigram distribution raised to the power 3/4,
-
-.. math::
-
-    \log\sigma(\mathbf u_o^\top\mathbf v_c) + \sum_{k=1}^{K}\log\sigma(-\mathbf u_{n_k}^\top\mathbf v_c),
-
-where :math:`\mathbf v` are the "input" (centre) vectors — the embeddings we keep — and
-:math:`\mathbf u` the "output" (context) vectors.
+Skip-gram with negative sampling written out in PyTorch lives in :mod:`llmbook.text.sgns`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 __all__ = [
     "Embeddings",
     "stable_hash",
-    "SGNSResult",
     "people_daily_sentences",
     "train_word2vec",
     "train_fasttext",
-    "SkipGramNS",
-    "train_sgns",
 ]
 
 
@@ -50,8 +36,12 @@ FloatMatrix = npt.NDArray[np.float32]
 def stable_hash(text: str) -> int:
     """A hash of ``text`` that, unlike ``hash()``, is the same in every Python process.
 
-    gensim seeds each word's initial vector with ``hashfxn(word + str(seed))``; with the
-    built-in ``hash`` the vectors would change whenever ``PYTHONHASHSEED`` does.
+    Passed to gensim as ``hashfxn``.  gensim 3 seeded each word's initial vector with
+    ``hashfxn(word + str(seed))``, so with the built-in ``hash`` the vectors changed
+    whenever ``PYTHONHASHSEED`` did; gensim 4 initialises all vectors from one
+    ``numpy.random.default_rng(seed)`` and only its unused ``seeded_vector`` calls
+    ``hashfxn``.  Passing a stable hash keeps the result independent of the process on
+    either version.
     """
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "little")
 
@@ -101,6 +91,20 @@ def _check_sentences(sentences: Iterable[Sequence[str]]) -> list[list[str]]:
     if not any(out):
         raise ValueError("the training corpus is empty: pass at least one non-empty sentence")
     return out
+
+
+def _check_training_args(**args: float) -> None:
+    """Reject settings gensim would silently accept (0 epochs trains nothing)."""
+    for key in ("epochs", "min_count", "window"):
+        v = args.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{key} must be an int >= 1, got {v!r}")
+    for key in ("sample", "alpha"):
+        v = args.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise ValueError(f"{key} must be a number in [0, 1), got {v!r}")
+    if args.get("alpha") == 0:
+        raise ValueError("alpha must be > 0: with a zero learning rate nothing is learned")
 
 
 class Embeddings:
@@ -154,6 +158,67 @@ class Embeddings:
         counts = [int(kv.get_vecattr(w, "count")) for w in words]
         oov = kv.get_vector if type(kv).__name__ == "FastTextKeyedVectors" else None
         return cls(words, kv.vectors, counts, oov=oov, name=name)
+
+    def save(
+        self, folder: str | Path, dtype: str = "float16", top_n: int | None = None
+    ) -> list[Path]:
+        """Write the vectors to ``folder/vectors.npy`` and the words to ``folder/vocab.tsv``.
+
+        ``vocab.tsv`` has one ``word<TAB>count`` line per row of ``vectors.npy`` (count 0
+        when the counts are unknown).  ``top_n`` keeps only the ``top_n`` most frequent
+        words (the first ``top_n`` rows when there are no counts); ``dtype`` ``"float16"``
+        halves the size of ``"float32"`` at a cost far below the differences between
+        models.  Plain ``.npy`` and text, so :meth:`load` never runs code from the files.
+        A subword model is saved as its vocabulary vectors only.
+        """
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        order = np.arange(len(self.words))
+        if self.counts is not None:
+            order = np.argsort(-np.asarray(self.counts), kind="stable")
+        if top_n is not None:
+            if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
+                raise ValueError(f"top_n must be a positive int or None, got {top_n!r}")
+            order = order[:top_n]
+        bad = [w for w in self.words if "\t" in w or "\n" in w or "\r" in w]
+        if bad:
+            raise ValueError(f"words with a tab or newline cannot be saved to vocab.tsv: {bad[:3]}")
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = self.counts if self.counts is not None else [0] * len(self.words)
+        vec_path, vocab_path = out / "vectors.npy", out / "vocab.tsv"
+        np.save(vec_path, self.vectors[order].astype(dtype), allow_pickle=False)
+        vocab_path.write_text(
+            "".join(f"{self.words[i]}\t{counts[i]}\n" for i in order), encoding="utf-8"
+        )
+        return [vec_path, vocab_path]
+
+    @classmethod
+    def load(
+        cls, vectors: str | Path, vocab: str | Path | None = None, name: str = "embeddings"
+    ) -> Embeddings:
+        """Read what :meth:`save` wrote: ``vectors`` is the ``.npy`` file (or the folder),
+        ``vocab`` the ``vocab.tsv`` next to it unless given.  No pickle is ever loaded."""
+        vec_path = Path(vectors)
+        if vec_path.is_dir():
+            vec_path = vec_path / "vectors.npy"
+        vocab_path = Path(vocab) if vocab is not None else vec_path.with_name("vocab.tsv")
+        for p in (vec_path, vocab_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found: write it with Embeddings.save(folder)")
+        vecs = np.load(vec_path, allow_pickle=False)
+        words, counts = [], []
+        for n, line in enumerate(vocab_path.read_text(encoding="utf-8").splitlines(), start=1):
+            parts = line.split("\t")
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ValueError(f"{vocab_path}:{n}: expected word<TAB>count, got {line!r}")
+            words.append(parts[0])
+            counts.append(int(parts[1]))
+        if len(words) != len(vecs):
+            raise ValueError(
+                f"{vocab_path} lists {len(words)} words but {vec_path} has {len(vecs)} vectors"
+            )
+        return cls(words, vecs.astype(np.float32), counts, name=name)
 
     def can_embed(self, word: str) -> bool:
         """True when :meth:`vector` works for ``word`` (in vocabulary, or subword model)."""
@@ -234,14 +299,26 @@ def train_word2vec(
     negative: int = 5,
     epochs: int = 5,
     seed: int = 0,
+    sample: float = 1e-3,
+    alpha: float = 0.025,
 ) -> Embeddings:
-    """Word2Vec with gensim (``sg=1`` skip-gram, ``sg=0`` CBOW), deterministic: one worker,
-    a fixed seed and a process-independent hash for the initial vectors."""
+    """Word2Vec with gensim (``sg=1`` skip-gram, ``sg=0`` CBOW), deterministic: one worker
+    and a fixed seed.
+
+    ``sample`` is word2vec's subsampling threshold (gensim's default ``1e-3``; smaller
+    values drop frequent words more often) and ``alpha`` the initial learning rate, which
+    decays linearly to ``1e-4`` over all ``epochs``.  On a corpus of about a million words
+    a few epochs leave the rare words undertrained, all pointing in one common direction
+    (section 2.5 measures it); tens of epochs are needed.
+    """
     from gensim.models import Word2Vec
 
     sents = _check_sentences(sentences)
     if sg not in (0, 1):
         raise ValueError(f"sg must be 1 (skip-gram) or 0 (CBOW), got {sg!r}")
+    _check_training_args(
+        epochs=epochs, min_count=min_count, window=window, sample=sample, alpha=alpha
+    )
     model = Word2Vec(
         sents,
         sg=sg,
@@ -251,6 +328,8 @@ def train_word2vec(
         negative=negative,
         epochs=epochs,
         seed=seed,
+        sample=sample,
+        alpha=alpha,
         workers=1,
         hashfxn=stable_hash,
     )
@@ -267,6 +346,7 @@ def train_fasttext(
     epochs: int = 5,
     seed: int = 0,
     bucket: int = 200_000,
+    sample: float = 1e-3,
 ) -> Embeddings:
     """FastText (skip-gram over words plus character n-grams of length ``min_n..max_n``).
 
@@ -276,6 +356,7 @@ def train_fasttext(
     from gensim.models import FastText
 
     sents = _check_sentences(sentences)
+    _check_training_args(epochs=epochs, min_count=min_count, window=window, sample=sample)
     model = FastText(
         sents,
         sg=1,
@@ -286,174 +367,9 @@ def train_fasttext(
         max_n=max_n,
         epochs=epochs,
         seed=seed,
+        sample=sample,
         workers=1,
         bucket=bucket,
         hashfxn=stable_hash,
     )
     return Embeddings.from_gensim(model, name="FastText")
-
-
-class SkipGramNS(nn.Module):
-    """Skip-gram with negative sampling: input (centre) and output (context) embeddings."""
-
-    def __init__(self, vocab_size: int, dim: int) -> None:
-        super().__init__()
-        self.inp = nn.Embedding(vocab_size, dim)
-        self.out = nn.Embedding(vocab_size, dim)
-        nn.init.uniform_(self.inp.weight, -0.5 / dim, 0.5 / dim)
-        nn.init.zeros_(self.out.weight)
-
-    def forward(
-        self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor
-    ) -> torch.Tensor:
-        """Mean negative log-likelihood of a batch: ``center``/``context`` [B], ``negatives`` [B, K]."""
-        v = self.inp(center)  # [B, D]
-        pos = (self.out(context) * v).sum(-1)  # [B]
-        neg = torch.bmm(self.out(negatives), v.unsqueeze(-1)).squeeze(-1)  # [B, K]
-        loss = -(nn.functional.logsigmoid(pos) + nn.functional.logsigmoid(-neg).sum(-1))
-        return loss.mean()
-
-
-@dataclass
-class SGNSResult:
-    embeddings: Embeddings
-    losses: list[float]
-    pairs_per_epoch: int
-    seconds: float
-
-
-def _skipgram_pairs(
-    ids: list[npt.NDArray[np.int64]], window: int, rng: np.random.Generator
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """All (centre, context) pairs with word2vec's shrunk random window, vectorised per offset."""
-    seq = np.concatenate(ids)
-    sent = np.repeat(np.arange(len(ids)), [len(x) for x in ids])
-    radius = rng.integers(1, window + 1, size=len(seq))
-    cs, os_ = [], []
-    for d in range(1, window + 1):
-        for sign in (-1, 1):
-            j = np.arange(len(seq)) + sign * d
-            ok = (j >= 0) & (j < len(seq)) & (radius >= d)
-            i = np.flatnonzero(ok)
-            i = i[sent[i] == sent[j[i]]]
-            cs.append(seq[i])
-            os_.append(seq[j[i]])
-    return np.concatenate(cs), np.concatenate(os_)
-
-
-def train_sgns(
-    sentences: Iterable[Sequence[str]],
-    dim: int = 100,
-    window: int = 5,
-    negative: int = 5,
-    min_count: int = 5,
-    epochs: int = 2,
-    batch_size: int = 1024,
-    lr: float = 0.005,
-    subsample: float = 1e-4,
-    seed: int = 0,
-    progress: bool = True,
-    num_threads: int = 1,
-) -> SGNSResult:
-    """Train :class:`SkipGramNS` with Adam; returns the input vectors as :class:`Embeddings`.
-
-    Frequent words are subsampled as in word2vec (a word of relative frequency ``f`` is
-    kept with probability :math:`\\min(1, \\sqrt{t/f} + t/f)`, ``t = subsample``), pairs are
-    re-drawn each epoch, and negatives come from the unigram distribution to the 3/4.
-    The small per-step tensors run fastest on one thread (``num_threads``; the previous
-    setting is restored afterwards).
-    """
-
-    sents = _check_sentences(sentences)
-    if min_count < 1 or window < 1 or negative < 1 or epochs < 1:
-        raise ValueError("min_count, window, negative and epochs must all be >= 1")
-    counts = Counter(w for s in sents for w in s)
-    words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    if len(words) < 2:
-        raise ValueError(
-            f"only {len(words)} word(s) occur at least min_count={min_count} times: "
-            "use more text or a lower min_count"
-        )
-    index = {w: i for i, w in enumerate(words)}
-    freq = np.array([counts[w] for w in words], dtype=np.float64)
-    ids = [np.array([index[w] for w in s if w in index], dtype=np.int64) for s in sents]
-    ids = [x for x in ids if len(x) > 1]
-    total = freq.sum()
-    keep_p = np.minimum(1.0, np.sqrt(subsample * total / freq) + subsample * total / freq)
-    noise = torch.tensor(freq**0.75 / (freq**0.75).sum(), dtype=torch.float)
-
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        return _train_sgns_loop(
-            sents,
-            counts,
-            words,
-            keep_p,
-            noise,
-            ids,
-            dim,
-            window,
-            negative,
-            epochs,
-            batch_size,
-            lr,
-            seed,
-            progress,
-        )
-    finally:
-        torch.set_num_threads(prev_threads)
-
-
-def _train_sgns_loop(
-    sents: list[list[str]],
-    counts: Counter[str],
-    words: list[str],
-    keep_p: npt.NDArray[np.float64],
-    noise: torch.Tensor,
-    ids: list[npt.NDArray[np.int64]],
-    dim: int,
-    window: int,
-    negative: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    progress: bool,
-) -> SGNSResult:
-    import time
-
-    from llmbook.optim import optimizer_step
-    from llmbook.utils import progress_bar
-
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = SkipGramNS(len(words), dim)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    n_pairs = 0
-    for _ in range(epochs):
-        kept = [x[rng.random(len(x)) < keep_p[x]] for x in ids]
-        c_np, o_np = _skipgram_pairs([x for x in kept if len(x) > 1], window, rng)
-        perm = rng.permutation(len(c_np))
-        center, context = torch.from_numpy(c_np[perm]), torch.from_numpy(o_np[perm])
-        n_pairs = len(center)
-        steps = math.ceil(n_pairs / batch_size)
-        running = 0.0
-        for step in progress_bar(range(steps), disable=not progress, desc="SGNS", leave=False):
-            sl = slice(step * batch_size, (step + 1) * batch_size)
-            c, o = center[sl], context[sl]
-            neg = torch.multinomial(noise, len(c) * negative, replacement=True, generator=gen)
-            loss = model(c, o, neg.view(len(c), negative))
-            optimizer_step(model, opt, loss)  # a constant learning rate, no clipping
-            running += loss.item()
-        losses.append(running / steps)
-    emb = Embeddings(
-        words,
-        model.inp.weight.detach().numpy().copy(),
-        [counts[w] for w in words],
-        name="SGNS（PyTorch）",
-    )
-    return SGNSResult(emb, losses, n_pairs, time.perf_counter() - t0)
