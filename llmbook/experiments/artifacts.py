@@ -298,15 +298,18 @@ def build(name: str, resume: bool = False, threads: int | None = None) -> dict[s
 # kind = "charlm": the chapter-3 language models, trained long
 
 
-def poem_char_data() -> tuple[Any, Any, Any, Any, dict[str, list[str]]]:
-    """The chapter-3 data: char tokenizer on the poem train split, encoded train/valid ids."""
+def poem_char_data() -> tuple[Any, Any, Any, dict[str, list[str]]]:
+    """The chapter-3 data: ``(tokenizer, train ids, valid ids, texts by split)``.
+
+    The char tokenizer is fitted on the poem train split (each poem plus its newline).
+    """
     from llmbook.data.lmdata import encode_corpus
     from llmbook.data.poetry import poem_lm_texts
     from llmbook.text.tokenizers import CharTokenizer
 
     texts = {s: poem_lm_texts(s) for s in ("train", "valid", "test")}
     tok = CharTokenizer.fit(t + "\n" for t in texts["train"])
-    return tok, encode_corpus(texts["train"], tok), encode_corpus(texts["valid"], tok), None, texts
+    return tok, encode_corpus(texts["train"], tok), encode_corpus(texts["valid"], tok), texts
 
 
 def ngram_baseline(
@@ -328,7 +331,7 @@ def build_charlm(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     from llmbook.utils import count_parameters
 
     cfg = art.config
-    tok, train_ids, valid_ids, _, texts = poem_char_data()
+    tok, train_ids, valid_ids, texts = poem_char_data()
     mconf = dict(cfg["model"])
     arch = mconf.pop("arch")
     seed = int(cfg["train"].get("seed", 0))
