@@ -159,3 +159,64 @@ def test_bm25_matches_rank_bm25(k1: float, b: float) -> None:
     assert 0 < len(positive) < len(ours.index)  # both IDF regimes occur
     for t in positive:
         assert ours.idf(t) == pytest.approx(math.log1p(math.exp(okapi.idf[t])), rel=1e-12)
+
+
+def test_gold_ranks_and_rank_metrics() -> None:
+    from llmbook.applications.retrieval import gold_ranks, rank_metrics
+
+    bm = BM25(DOCS, tokenizer=_char)
+    queries = ["吴艳艳夺冠", "雪灾救济", "火星"]
+    ranks = gold_ranks(bm, queries, [1, 3, 4])
+    assert ranks[:2] == [1, 1]
+    # "火星" matches nothing: all scores tie at 0 and ties go to the lower index
+    assert ranks[2] == 5
+    for q, g, r in zip(queries, [1, 3, 4], ranks):
+        assert bm.search(q, k=5).index(g) + 1 == r
+    m = rank_metrics(ranks, ks=(5,))
+    assert m["top-1"] == pytest.approx(2 / 3) and m["recall@5"] == 1.0
+    assert m["MRR"] == pytest.approx((1 + 1 + 1 / 5) / 3)
+    with pytest.raises(ValueError, match="one per query"):
+        gold_ranks(bm, queries, [1])
+    with pytest.raises(ValueError, match="ranks >= 1"):
+        rank_metrics([0])
+
+
+def test_chance_metrics() -> None:
+    from llmbook.applications.retrieval import chance_metrics
+
+    c = chance_metrics(4, ks=(2,))
+    assert c["top-1"] == 0.25 and c["recall@2"] == 0.5
+    assert c["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    with pytest.raises(ValueError, match="n_passages"):
+        chance_metrics(0)
+
+
+def test_bag_encoder_contrastive_training_ranks_passages() -> None:
+    import torch
+
+    from llmbook.applications.retrieval import BagEncoder, char_ngrams, train_contrastive
+
+    assert char_ngrams("北京，新年") == ["北", "京", "新", "年", "北京", "京新", "新年"]
+    docs = DOCS * 2  # ten passages; duplicates are harmless
+    enc = BagEncoder(buckets=1 << 12, dim=16, seed=0)
+    before = enc.table.weight.detach().clone()
+    losses = train_contrastive(
+        enc,
+        docs,
+        steps=30,
+        batch_size=4,
+        lr=0.05,
+        query_chars=(4, 6),
+        passage_chars=(8, 12),
+        progress=False,
+    )
+    assert len(losses) == 30 and not torch.equal(before, enc.table.weight)
+    dense = DenseRetriever(DOCS, enc.embed)
+    assert dense.search("吴艳艳在世界游泳锦标赛夺冠", k=1) == [1]
+    v = enc.embed(["北京", ""])
+    assert v.shape == (2, 16) and abs(float(np.linalg.norm(v[0])) - 1) < 1e-5
+    assert float(np.abs(v[1]).sum()) == 0.0  # no n-gram: the zero vector
+    with pytest.raises(ValueError, match="batch_size"):
+        train_contrastive(enc, DOCS, steps=1, batch_size=9, progress=False)
+    with pytest.raises(ValueError, match="two passages"):
+        train_contrastive(enc, DOCS[:1], steps=1, progress=False)

@@ -13,7 +13,13 @@ r"""Passage retrieval for question answering: BM25 from scratch and dense (embed
   differ (tests/test_retrieval.py checks ours against rank_bm25 with this IDF plugged in).
 * :class:`DenseRetriever` — cosine similarity between vectors from any ``embed`` function,
   e.g. :func:`mean_word_vectors` over a gensim word2vec model.
-* :func:`topk_accuracy` — share of questions whose gold passage is among the top ``k``.
+* :class:`BagEncoder` and :func:`train_contrastive` — a dense encoder trained *for
+  retrieval*: the mean of learned vectors of a text's characters and character bigrams,
+  trained with the in-batch contrastive loss on pairs of random crops of one passage
+  (no labelled questions needed).
+* :func:`topk_accuracy` — share of questions whose gold passage is among the top ``k``;
+  :func:`gold_ranks` and :func:`rank_metrics` — the rank of every gold passage, and top-1,
+  recall@k and mean reciprocal rank from them.
 * :func:`load_qa` — the book's hand-written question set ``data/eval/qa_zh.jsonl``.
 """
 
@@ -21,13 +27,18 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from llmbook.text.chinese import is_punct
 
@@ -36,7 +47,13 @@ __all__ = [
     "BM25",
     "DenseRetriever",
     "mean_word_vectors",
+    "char_ngrams",
+    "BagEncoder",
+    "train_contrastive",
     "topk_accuracy",
+    "gold_ranks",
+    "rank_metrics",
+    "chance_metrics",
     "QAItem",
     "load_qa",
     "qa_passages",
@@ -210,6 +227,177 @@ def topk_accuracy(
     if not gold:
         raise ValueError("no questions given")
     return {k: sum(g in list(r)[:k] for r, g in zip(ranked, gold)) / len(gold) for k in ks}
+
+
+class Scorer(Protocol):
+    """Anything with ``scores(query) -> one score per passage`` (BM25, DenseRetriever)."""
+
+    def scores(self, query: str) -> np.ndarray: ...
+
+
+def gold_ranks(retriever: Scorer, queries: Sequence[str], gold: Sequence[int]) -> list[int]:
+    """Rank (1 = first) of each query's gold passage in ``retriever``'s full ranking.
+
+    Ties are broken as in ``search`` (lower passage index first), so ``rank <= k``
+    exactly when the gold passage is in ``search(query, k)``.
+    """
+    if len(queries) != len(gold):
+        raise ValueError(f"{len(queries)} queries but {len(gold)} gold ids; give one per query")
+    if not gold:
+        raise ValueError("no queries given")
+    ranks = []
+    for query, g in zip(queries, gold):
+        s = np.asarray(retriever.scores(query), dtype=np.float64)
+        if not 0 <= g < len(s):
+            raise ValueError(f"gold passage {g} is outside the {len(s)} passages")
+        ahead = int((s > s[g]).sum()) + int((s[:g] == s[g]).sum())
+        ranks.append(ahead + 1)
+    return ranks
+
+
+def rank_metrics(ranks: Sequence[int], ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+    """``{"top-1", "recall@k" for k in ks, "MRR"}`` from the ranks of the gold passages.
+
+    Recall@k is the share of queries whose gold passage is among the first ``k`` (with one
+    gold passage per query it equals top-k accuracy); MRR is the mean of ``1 / rank``.
+    """
+    r = np.asarray(ranks, dtype=np.float64)
+    if r.size == 0 or (r < 1).any():
+        raise ValueError("ranks must be a non-empty list of ranks >= 1")
+    out = {"top-1": float((r <= 1).mean())}
+    out.update({f"recall@{k}": float((r <= k).mean()) for k in ks})
+    out["MRR"] = float((1.0 / r).mean())
+    return out
+
+
+def chance_metrics(n_passages: int, ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+    """What :func:`rank_metrics` expects from a random ranking of ``n_passages`` passages:
+    recall@k is ``k / n``, MRR is the mean of ``1 / rank`` over ranks ``1 … n``."""
+    if n_passages < 1:
+        raise ValueError(f"n_passages must be >= 1, got {n_passages}")
+    out = {"top-1": 1.0 / n_passages}
+    out.update({f"recall@{k}": min(k, n_passages) / n_passages for k in ks})
+    out["MRR"] = float(np.sum(1.0 / np.arange(1, n_passages + 1)) / n_passages)
+    return out
+
+
+# --------------------------------------------------------------- a dense encoder, trained
+
+
+def char_ngrams(text: str) -> list[str]:
+    """Characters and character bigrams of ``text`` (NFKC, no whitespace or punctuation)."""
+    chars = tokenize_zh(text, "char")
+    return chars + [a + b for a, b in zip(chars, chars[1:])]
+
+
+class BagEncoder(nn.Module):
+    r"""Dense text vectors: the mean of learned vectors of the text's characters and bigrams.
+
+    .. math:: \mathbf{e}(d) = \frac{1}{|G(d)|}\sum_{g\in G(d)} \mathbf{v}_{h(g)},
+              \qquad \text{score}(q,d) = \cos\big(\mathbf{e}(q),\mathbf{e}(d)\big)
+
+    :math:`G(d)` are the characters and bigrams of :math:`d` (:func:`char_ngrams`) and
+    :math:`h` hashes each into one of ``buckets`` rows (CRC-32, the same on every
+    machine), so no vocabulary is needed.  The vectors start random
+    (:math:`\mathcal N(0, 0.1^2)`) and are trained by :func:`train_contrastive`.
+    """
+
+    def __init__(self, buckets: int = 1 << 18, dim: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        if buckets < 1 or dim < 1:
+            raise ValueError(f"buckets and dim must be >= 1, got {buckets}, {dim}")
+        self.buckets = buckets
+        self.table = nn.EmbeddingBag(buckets, dim, mode="mean", sparse=True)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.table.weight.normal_(0.0, 0.1, generator=gen)
+
+    def ids(self, grams: Sequence[str]) -> list[int]:
+        """Bucket of every n-gram."""
+        return [zlib.crc32(g.encode("utf-8")) % self.buckets for g in grams]
+
+    def forward(self, bags: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Unit-length vectors ``[len(bags), dim]`` of bags of bucket ids (an empty bag
+        gives the zero vector)."""
+        flat = torch.from_numpy(np.concatenate([np.asarray(b, dtype=np.int64) for b in bags]))
+        offsets = torch.tensor(np.cumsum([0] + [len(b) for b in bags[:-1]]), dtype=torch.long)
+        return F.normalize(self.table(flat, offsets), dim=-1)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
+        """Vectors of ``texts`` as a NumPy array, for :class:`DenseRetriever`."""
+        bags = [self.ids(char_ngrams(t)) for t in texts]
+        parts = [self(bags[i : i + batch_size]) for i in range(0, len(bags), batch_size)]
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.table.embedding_dim))
+
+
+def _crop(unigrams: np.ndarray, bigrams: np.ndarray, length: int, rng: random.Random) -> np.ndarray:
+    """Bucket ids of a random crop of ``length`` characters: its characters and bigrams."""
+    n = len(unigrams)
+    start = rng.randrange(n - length + 1) if n > length else 0
+    end = min(n, start + length)
+    return np.concatenate([unigrams[start:end], bigrams[start : max(start, end - 1)]])
+
+
+def train_contrastive(
+    encoder: BagEncoder,
+    passages: Sequence[str],
+    *,
+    steps: int = 150,
+    batch_size: int = 256,
+    lr: float = 0.02,
+    temperature: float = 0.05,
+    query_chars: tuple[int, int] = (8, 24),
+    passage_chars: tuple[int, int] = (24, 64),
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    r"""Train ``encoder`` so that two pieces of the same passage get similar vectors.
+
+    Each step draws ``batch_size`` passages; from passage :math:`i` a short random crop
+    :math:`q_i` (``query_chars`` characters) plays the question and a longer one
+    :math:`d_i` (``passage_chars``) the passage.  The loss is the in-batch contrastive
+    (InfoNCE) loss: with :math:`s_{ij}=\cos(\mathbf e(q_i),\mathbf e(d_j))/\tau`,
+
+    .. math:: \mathcal L = -\frac1B\sum_i \log
+              \frac{\exp s_{ii}}{\sum_j \exp s_{ij}} ,
+
+    so every other passage of the batch is a negative.  Crops of one passage share its
+    names and rare words but little of its common words, so the encoder learns to put
+    weight on what identifies a passage.  Returns the loss per step (SparseAdam).
+    """
+    if len(passages) < 2:
+        raise ValueError("train_contrastive needs at least two passages (one is a negative)")
+    if not 2 <= batch_size <= len(passages):
+        raise ValueError(f"batch_size must be in [2, {len(passages)}], got {batch_size}")
+    from llmbook.utils import progress_bar
+
+    # bucket ids of every passage's characters and bigrams, computed once; a crop of
+    # characters [a, b) is then unigrams[a:b] + bigrams[a:b-1]
+    unigrams, bigrams = [], []
+    for p in passages:
+        cs = tokenize_zh(p, "char")
+        unigrams.append(np.asarray(encoder.ids(cs), dtype=np.int64))
+        bigrams.append(np.asarray(encoder.ids([x + y for x, y in zip(cs, cs[1:])]), dtype=np.int64))
+
+    rng = random.Random(seed)
+    opt = torch.optim.SparseAdam(list(encoder.parameters()), lr=lr)
+    labels = torch.arange(batch_size)
+    encoder.train()
+    losses = []
+    for _ in progress_bar(range(steps), disable=not progress, desc="contrastive"):
+        batch = rng.sample(range(len(passages)), batch_size)
+        q = encoder([_crop(unigrams[i], bigrams[i], rng.randint(*query_chars), rng) for i in batch])
+        d = encoder(
+            [_crop(unigrams[i], bigrams[i], rng.randint(*passage_chars), rng) for i in batch]
+        )
+        loss = F.cross_entropy(q @ d.T / temperature, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    encoder.eval()
+    return losses
 
 
 # --------------------------------------------------------------------------- the QA set

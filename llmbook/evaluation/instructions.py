@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -31,8 +32,15 @@ def evaluate_instructions(
     template: ChatTemplate = CHAT,
     max_new_tokens: int = 40,
     seed: int = 0,
+    strategy: str = "greedy",
+    **generate_kwargs: Any,
 ) -> InstructionEval:
-    """Generate a response (greedy) for each ``(instruction, form, title)`` and score it.
+    """Generate a response for each ``(instruction, form, title)`` and score it.
+
+    Decoding is greedy unless ``strategy="sample"``; ``generate_kwargs`` (temperature,
+    ``top_k``, ``top_p``, ``repetition_penalty``) go to
+    :func:`llmbook.generation.decoding.generate_text`, and ``seed`` makes sampling
+    reproducible.
 
     ``lines_ok``/``chars_ok``/``both_ok`` are shares of :func:`form_compliance`;
     ``title_char_share`` is the share of responses that use at least one character of
@@ -44,7 +52,15 @@ def evaluate_instructions(
     outs = [
         o[len(p) :]
         for o, p in zip(
-            generate_text(model, tokenizer, prompts, max_new_tokens, strategy="greedy", seed=seed),
+            generate_text(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens,
+                strategy=strategy,
+                seed=seed,
+                **generate_kwargs,
+            ),
             prompts,
         )
     ]
