@@ -17,7 +17,8 @@ Measured in one run, on the same machine, with the same number of threads:
    grows with the context and the batch.
 
 Timings alternate between the contestants and take the median of several repeats, so
-that load from other processes on a shared machine affects all alike.
+that load from other processes on a shared machine affects all alike (the helpers live in
+:mod:`llmbook.evaluation.throughput`, which section 4.5 of the book also uses).
 
 Usage: ``python benchmarks/bench_modern.py [--quick]`` (also run by
 ``benchmarks/run_all.py``).
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_gpt import _median_time  # noqa: E402
-
-from llmbook.models.gpt import GPT, GPTConfig, KVCache  # noqa: E402
+from llmbook.evaluation.throughput import decode_seconds, training_throughput  # noqa: E402
+from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
 from llmbook.models.hf import to_hf  # noqa: E402
 
 THREADS = 2
@@ -52,37 +51,6 @@ NEW_TOKENS = 16  #: decoded per round; short rounds, many of them: the best is l
 KV_HEADS = {"MHA": 8, "GQA": 2, "MQA": 1}
 
 
-def _alternate(fns: list[Callable[[], object]], rounds: int, per: int) -> list[float]:
-    """Best-of-``rounds`` median time of each function, the functions taking turns."""
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            best[i] = min(best[i], _median_time(fn, per))
-    return best
-
-
-def _train_step(model: torch.nn.Module, idx: torch.Tensor) -> Callable[[], None]:
-    """One AdamW step on the batch ``idx`` (next-token targets), for either model.
-
-    Both models run the same ``T - 1`` positions ``idx[:, :-1]``; ``transformers`` shifts
-    the labels inside (so it scores one target fewer, which costs nothing measurable).
-    """
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = idx[:, :-1]
-
-    def step() -> None:
-        if isinstance(model, GPT):
-            loss = model(x, idx[:, 1:])[1]
-        else:
-            loss = model(x, labels=x).loss
-        assert loss is not None
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
-
-
 def bench_training(steps: int = 3, rounds: int = 3) -> dict[str, Any]:
     torch.manual_seed(0)
     ours = GPT(GPTConfig.llama(**TRAIN_CFG)).train()  # type: ignore[arg-type]
@@ -90,34 +58,14 @@ def bench_training(steps: int = 3, rounds: int = 3) -> dict[str, Any]:
     idx = torch.randint(0, TRAIN_CFG["vocab_size"], (BATCH, TRAIN_CFG["block_size"]))
     with torch.no_grad():  # the same function before the race
         same = torch.allclose(ours.eval()(idx)[0], hf.eval()(idx).logits, atol=1e-4)
-    ours.train(), hf.train()
-    step_ours, step_hf = _train_step(ours, idx), _train_step(hf, idx)
-    step_ours(), step_hf()  # warm-up
-    t_ours, t_hf = _alternate([step_ours, step_hf], rounds, steps)
-    tokens = BATCH * (TRAIN_CFG["block_size"] - 1)
+    ours_tok_s, hf_tok_s = training_throughput([ours, hf], idx, steps, rounds)
     return {
-        "ours_tok_s": tokens / t_ours,
-        "hf_tok_s": tokens / t_hf,
+        "ours_tok_s": ours_tok_s,
+        "hf_tok_s": hf_tok_s,
         "params": ours.num_parameters(),
         "kv_heads": ours.config.kv_heads,
         "same_logits": same,
     }
-
-
-def _decode_seconds(model: GPT, cache: KVCache, logits: torch.Tensor, steps: int) -> float:
-    """Seconds for ``steps`` greedy steps after the prompt already in ``cache``.
-
-    ``logits`` are the prompt's; the cache is rewound to the prompt's length first, so
-    every call decodes the same tokens after the same prefill (which is not timed).
-    """
-    prompt_len = cache.length
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(steps):
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            logits, _ = model(nxt, cache=cache)
-    cache.length = prompt_len  # rewind: the next call overwrites the same positions
-    return time.perf_counter() - t0
 
 
 def bench_kv_cache(prompt_len: int, new_tokens: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -129,12 +77,12 @@ def bench_kv_cache(prompt_len: int, new_tokens: int, rounds: int) -> dict[str, d
         cache = model.new_cache(GEN_BATCH)
         with torch.no_grad():
             logits, _ = model(prompt, cache=cache)  # prefill once
-        _decode_seconds(model, cache, logits, 2)  # warm-up
+        decode_seconds(model, cache, logits, 2)  # warm-up
         runs[name] = (model, cache, logits)
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(rounds):  # the models take turns; the best round of each counts
         for name, run in runs.items():
-            best[name] = min(best[name], _decode_seconds(*run, new_tokens))
+            best[name] = min(best[name], decode_seconds(*run, new_tokens))
     return {
         name: {
             "bytes": float(cache.nbytes),
@@ -198,7 +146,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
     gen = ", ".join(f"{k}={v}" for k, v in GEN_CFG.items())
     return {
-        "title": "Modern GPT (llama preset) vs Hugging Face Llama; GQA and MQA KV caches (CPU)",
+        "title": "Modern decoder vs Hugging Face Llama (CPU)",
         "rows": rows,
         "notes": (
             f"{THREADS} threads. Training model: {tr['params']:,} parameters, the same weights "

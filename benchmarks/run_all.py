@@ -10,7 +10,10 @@ Each ``benchmarks/bench_*.py`` exposes ``run() -> dict``.  The dict may hold
 * anything else: shown as a key/value list.
 
 Every ratio is measured against its peer in the same run on the same machine.  The
-script measures; it does not assert.  Usage: ``python benchmarks/run_all.py [names…]``.
+script measures; it does not assert.  Usage: ``python benchmarks/run_all.py [names…]``
+rewrites RESULTS.md with the named benchmarks (all by default);
+``python benchmarks/run_all.py --merge names…`` runs only those and replaces (or adds,
+before the GPU section) just their sections, keeping the rest of RESULTS.md as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import datetime as _dt
 import importlib.util
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -95,7 +99,31 @@ def render(name: str, result: dict, seconds: float) -> str:
     return "\n".join(out)
 
 
+def merge(existing: str, sections: list[str]) -> str:
+    """``existing`` RESULTS.md with each of ``sections`` replacing the one of its title.
+
+    Sections are the blocks that start with a ``## `` line; a section whose title is not
+    there yet goes before ``## GPU`` (or at the end).  Everything else is kept verbatim.
+    """
+    parts = re.split(r"(?m)^(?=## )", existing)
+    for section in sections:
+        title = section.splitlines()[0]
+        body = section.rstrip("\n") + "\n\n"
+        at = [i for i, p in enumerate(parts) if p.splitlines()[:1] == [title]]
+        if at:
+            parts[at[0]] = body
+        else:
+            gpu = [i for i, p in enumerate(parts) if p.startswith("## GPU")]
+            parts.insert(gpu[0] if gpu else len(parts), body)
+    return "".join(parts)
+
+
 def main(argv: list[str]) -> int:
+    merging = "--merge" in argv
+    argv = [a for a in argv if a != "--merge"]
+    if merging and not argv:
+        print("--merge needs the names of the benchmarks to run", file=sys.stderr)
+        return 2
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if argv:
         unknown = set(argv) - set(names)
@@ -119,6 +147,22 @@ def main(argv: list[str]) -> int:
             continue
         sections.append(render(name, result, time.perf_counter() - t0))
         print(sections[-1], flush=True)
+    results = HERE / "RESULTS.md"
+    if merging:
+        if not results.exists():
+            print(f"--merge needs an existing {results}", file=sys.stderr)
+            return 2
+        today = _dt.date.today().isoformat()
+        stamped = [
+            s.replace("\n\n", f"\n\nMeasured {today} (`run_all.py --merge`); {machine()}.\n\n", 1)
+            for s in sections
+        ]
+        results.write_text(merge(results.read_text(encoding="utf-8"), stamped), encoding="utf-8")
+        print(
+            f"merged {len(sections)} section(s) into {results}"
+            + (f"; FAILED: {failed}" if failed else "")
+        )
+        return 1 if failed else 0
     head = [
         "# Benchmark results",
         "",

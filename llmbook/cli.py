@@ -349,11 +349,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.checkpoint_pos is not None:
+        if args.checkpoint not in (None, args.checkpoint_pos):
+            raise ConfigError(
+                f"two checkpoints given ({args.checkpoint_pos!r} and --checkpoint "
+                f"{args.checkpoint!r}); give one"
+            )
+        args.checkpoint = args.checkpoint_pos
+    if args.checkpoint is None:
+        args.checkpoint = DEFAULT_CHECKPOINT
+    if args.mc is not None:
+        return _eval_multiple_choice(args)
     from llmbook.data.poetry import poem_lm_texts
     from llmbook.evaluation.lm import bits_per_char
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model, tok, _ = _load(args.checkpoint)
     if tok is None:
         raise ConfigError(f"{args.checkpoint} has no tokenizer.json; cannot evaluate")
@@ -362,6 +373,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         texts = texts[: args.limit]
     bpc = bits_per_char(model, tok, texts)
     out = {"split": args.split, "poems": len(texts), "bits_per_char": round(bpc, 4)}
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def _eval_multiple_choice(args: argparse.Namespace) -> int:
+    """``eval --mc TASK``: accuracy with a 95 % bootstrap interval, against chance."""
+    from llmbook.data.mcq import MC_TASKS, load_poetry_mc
+    from llmbook.evaluation.multiple_choice import evaluate_multiple_choice
+
+    if args.mc not in MC_TASKS:
+        listing = "\n".join(f"  {k:<15} {v[1]}" for k, v in MC_TASKS.items())
+        raise ConfigError(
+            f"unknown multiple-choice task {args.mc!r}; the shipped tasks are:\n{listing}"
+        )
+    model, tok, _ = _load(args.checkpoint)
+    if tok is None:
+        raise ConfigError(f"{args.checkpoint} has no tokenizer.json; cannot evaluate")
+    items = load_poetry_mc(args.mc)
+    if args.limit:
+        items = items[: args.limit]
+    try:
+        result = evaluate_multiple_choice(model, tok, items)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot score {args.checkpoint} on {args.mc}: {e}") from e
+    out = {"checkpoint": args.checkpoint, "task": args.mc, **result.to_dict()}
+    out["summary"] = result.summary()
     print(json.dumps(out, ensure_ascii=False))
     return 0
 
@@ -421,12 +458,27 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "eval",
-        help="bits per character of a checkpoint on the poem split",
-        description="Bits per character of a checkpoint on the book's shared poem split.",
+        help="bits per character on the poem split, or multiple-choice accuracy (--mc)",
+        description="Bits per character of a checkpoint on the book's shared poem split; "
+        "with --mc TASK, its multiple-choice accuracy on a shipped task (data/eval/"
+        "poetry_mc.jsonl: next_line, next_line_seen, fill_char, author) with a 95%% "
+        "bootstrap interval and the chance rate.",
     )
-    e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    e.add_argument(
+        "checkpoint_pos",
+        nargs="?",
+        metavar="CHECKPOINT",
+        help=f"checkpoint directory or shipped checkpoint name (default {DEFAULT_CHECKPOINT})",
+    )
+    e.add_argument("--checkpoint", default=None, help="the same, as an option")
     e.add_argument("--split", choices=["train", "valid", "test"], default="valid")
-    e.add_argument("--limit", type=int, default=None, help="only the first N poems")
+    e.add_argument(
+        "--mc",
+        metavar="TASK",
+        default=None,
+        help="multiple-choice task instead of bits per character (e.g. next_line)",
+    )
+    e.add_argument("--limit", type=int, default=None, help="only the first N poems (or items)")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_eval)
     return p

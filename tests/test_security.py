@@ -338,7 +338,8 @@ def test_no_request_field_can_name_a_file(client: Any, field: str) -> None:
         "/static/../../etc/passwd",
         "//etc/passwd",
         "/health/../model.safetensors",
-        "/docs",
+        "/docs/../../model.safetensors",
+        "/v1/models/..%2f..%2fmodel.safetensors",
     ],
 )
 def test_urls_never_reach_files(client: Any, url: str) -> None:
@@ -347,13 +348,21 @@ def test_urls_never_reach_files(client: Any, url: str) -> None:
     assert "root:" not in r.text and "safetensors" not in r.text
 
 
-def test_only_the_three_endpoints_exist(client: Any) -> None:
+def test_only_the_known_endpoints_exist(client: Any) -> None:
     from starlette.routing import Mount
 
     routes = client.app.routes
     assert not [r for r in routes if isinstance(r, Mount)], "a mounted (static file) route"
     paths = {getattr(r, "path", None) for r in routes}
-    assert paths <= {"/health", "/generate", "/classify", "/openapi.json"}
+    assert paths <= {"/health", "/generate", "/classify", "/openapi.json", "/docs"} | {
+        "/v1/models",
+        "/v1/models/{model}",
+        "/v1/completions",
+        "/v1/chat/completions",
+    }
+    docs = client.get("/docs")  # the offline reference: no script or stylesheet from a CDN
+    assert docs.status_code == 200 and "/v1/chat/completions" in docs.text
+    assert "<script" not in docs.text and "https://" not in docs.text
 
 
 def test_generation_length_is_bounded(client: Any, limits: Any) -> None:

@@ -13,6 +13,7 @@ from llmbook.data.lmdata import right_pad
 from llmbook.interfaces import Tokenizer, block_size
 from llmbook.text.chat import CHAT, ChatTemplate
 from llmbook.text.tokenizers import VocabTokenizer
+from llmbook.training.policy import LORA_TARGETS, prepare_trainable
 
 __all__ = [
     "ChatTemplate",
@@ -21,6 +22,7 @@ __all__ = [
     "collate_sft",
     "poem_instructions",
     "train_sft",
+    "SFTLosses",
 ]
 
 
@@ -83,6 +85,16 @@ def poem_instructions(
     return out
 
 
+class SFTLosses(list[float]):
+    """The loss per step of :func:`train_sft` (a list), with the parameter counts.
+
+    ``trainable`` and ``total`` are the numbers of trained and of all parameters.
+    """
+
+    trainable: int = 0
+    total: int = 0
+
+
 def train_sft(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -94,12 +106,16 @@ def train_sft(
     template: ChatTemplate = CHAT,
     seed: int = 0,
     progress: bool = True,
-) -> list[float]:
+    lora_rank: int = 0,
+    lora_alpha: float | None = None,
+    lora_targets: Sequence[str] = LORA_TARGETS,
+) -> SFTLosses:
     """Instruction-tune a language model on ``pairs`` with the prompt masked out of the loss.
 
     Trains the parameters that require grad (AdamW, cosine decay to 0 without warm-up,
     :func:`llmbook.optim.warmup_cosine`; gradient norm clipped to 1); returns the loss per
-    step.
+    step as :class:`SFTLosses`.  ``lora_rank > 0`` first adds LoRA of that rank to
+    ``lora_targets`` and freezes the rest (:func:`llmbook.training.policy.prepare_trainable`).
     """
     from llmbook.optim import optimizer_step, warmup_cosine
     from llmbook.utils import progress_bar
@@ -113,12 +129,13 @@ def train_sft(
             continue  # too long for the context: skipped
     if not examples:
         raise ValueError("no SFT example fits in the model's block_size; give shorter pairs")
+    losses = SFTLosses()
+    losses.trainable, losses.total = prepare_trainable(model, lora_rank, lora_alpha, lora_targets)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model.train()
-    losses = []
     for s in progress_bar(range(steps), disable=not progress, desc="SFT"):
         x, y = collate_sft([rng.choice(examples) for _ in range(batch_size)], tokenizer.pad_id)
         _, loss = model(x, y)
