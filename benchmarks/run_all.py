@@ -137,6 +137,7 @@ def main(argv: list[str]) -> int:
         spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
         t0 = time.perf_counter()
         try:
             spec.loader.exec_module(module)

@@ -354,7 +354,15 @@ def test_only_the_known_endpoints_exist(client: Any) -> None:
     routes = client.app.routes
     assert not [r for r in routes if isinstance(r, Mount)], "a mounted (static file) route"
     paths = {getattr(r, "path", None) for r in routes}
-    assert paths <= {"/health", "/generate", "/classify", "/openapi.json", "/docs"} | {
+    assert paths <= {
+        "/",
+        "/chat",
+        "/health",
+        "/generate",
+        "/classify",
+        "/openapi.json",
+        "/docs",
+    } | {
         "/v1/models",
         "/v1/models/{model}",
         "/v1/completions",

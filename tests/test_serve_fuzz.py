@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,7 +88,9 @@ def test_fuzzed_requests_never_crash(client: Any, path: str, fields: dict, base:
     body: dict[str, Any] = {}
     if base:  # a valid request, then the fuzzed fields over it
         body = {"model": "poet"} | (
-            {"messages": [{"role": "user", "content": "春"}]} if "chat" in path else {"prompt": "春"}
+            {"messages": [{"role": "user", "content": "春"}]}
+            if "chat" in path
+            else {"prompt": "春"}
         )
     body |= fields
     SEEN.append(0)
@@ -140,7 +141,9 @@ def test_size_and_content_type_limits(client: Any) -> None:
     big = {"Content-Length": "999999999999"}
     r = client.post("/v1/completions", content=b"{}", headers=HDR | big)
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
-    r = client.post("/v1/completions", content=b"model=poet", headers={"Content-Type": "text/plain"})
+    r = client.post(
+        "/v1/completions", content=b"model=poet", headers={"Content-Type": "text/plain"}
+    )
     assert r.status_code == 415 and r.json()["error"]["code"] == "not_json"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading
@@ -163,7 +166,9 @@ def test_streams_always_end_with_done(client: Any) -> None:
             chunk = json.loads(line.removeprefix("data: "))
             assert chunk["object"] == "text_completion"
             if extra.get("stop"):
-                assert all("风" not in c["text"] and "月" not in c["text"] for c in chunk["choices"])
+                assert all(
+                    "风" not in c["text"] and "月" not in c["text"] for c in chunk["choices"]
+                )
 
 
 def test_zz_debug() -> None:

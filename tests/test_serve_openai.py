@@ -29,7 +29,9 @@ from llmbook.training.checkpoint import save_checkpoint
 openai = pytest.importorskip("openai")
 
 TEXTS = ["春风又绿江南岸，明月何时照我还。\n", "问春风答明月\n", "abcdefg"]
-LIMITS = ServeLimits(max_new_tokens=40, default_new_tokens=16, max_batch_size=8, max_queue=32, timeout_s=20)
+LIMITS = ServeLimits(
+    max_new_tokens=40, default_new_tokens=16, max_batch_size=8, max_queue=32, timeout_s=20
+)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +233,9 @@ def test_queue_full_loading_timeout_and_disconnect(
 
     spring = CharTokenizer.fit(TEXTS).encode("春")[0]
     sizes = _forced(monkeypatch, 0.02, spring)
-    lim = ServeLimits(max_new_tokens=60, default_new_tokens=16, max_batch_size=1, max_queue=1, timeout_s=0.6)
+    lim = ServeLimits(
+        max_new_tokens=60, default_new_tokens=16, max_batch_size=1, max_queue=1, timeout_s=0.6
+    )
     for base in _serve(create_app(ckpt, None, limits=lim)):
         body = {"model": "poet", "prompt": "春", "max_tokens": 60, "temperature": 0}
         r = httpx.post(f"{base}/v1/completions", json=body | {"n": 2}, timeout=30)

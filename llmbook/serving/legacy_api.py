@@ -65,6 +65,7 @@ def add_legacy_routes(app: FastAPI, served: Callable[[], Served], lim: ServeLimi
     from starlette.concurrency import run_in_threadpool
 
     from llmbook.generation.decoding import GenerationError, GenerationTimeout, generate_text
+    from llmbook.models.quant import weight_bytes
     from llmbook.training.finetune import predict
 
     gate = threading.BoundedSemaphore(lim.max_concurrency)
@@ -104,7 +105,9 @@ def add_legacy_routes(app: FastAPI, served: Callable[[], Served], lim: ServeLimi
         return {
             "status": "ok",
             "model": s.model_id,
-            "parameters": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
+            "parameters": s.parameters,
+            "quantize": s.quantize,
+            "weight_bytes": weight_bytes(model),
             "vocab_size": s.tokenizer.vocab_size,
             "block_size": s.block_size,
             "classifier": None if s.classifier_info is None else s.classifier_info["labels"],

@@ -11,7 +11,9 @@ from torch import nn
 from llmbook.interfaces import Tokenizer, block_size
 from llmbook.serving.batching import Batcher
 
-__all__ = ["ServeLimits", "Served", "load_served"]
+__all__ = ["QUANTIZE_CHOICES", "ServeLimits", "Served", "load_served"]
+
+QUANTIZE_CHOICES = ("none", "int8")  #: ``--quantize``: the weights as saved, or int8
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Served:
     classifier: Any = None
     classifier_tokenizer: Any = None
     classifier_info: dict[str, Any] | None = None
+    quantize: str = "none"  #: one of :data:`QUANTIZE_CHOICES`
+    parameters: int = 0  #: the language model's parameters, counted before quantisation
 
     @property
     def block_size(self) -> int:
@@ -58,14 +62,29 @@ class Served:
 
 
 def load_served(
-    checkpoint_path: str | Path, classifier_path: str | Path | None, limits: ServeLimits
+    checkpoint_path: str | Path,
+    classifier_path: str | Path | None,
+    limits: ServeLimits,
+    quantize: str = "none",
 ) -> Served:
-    """Load the checkpoint(s) from their fixed paths and start the batcher."""
+    """Load the checkpoint(s) from their fixed paths and start the batcher.
+
+    ``quantize="int8"`` replaces the language model's linear layers by weight-only int8
+    ones (:func:`llmbook.models.quant.quantize_linear_int8`, the tied embedding stays
+    shared) before serving; the classifier is served as saved.
+    """
     from llmbook.training.checkpoint import load_checkpoint
 
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
     model, tokenizer, meta = load_checkpoint(checkpoint_path)
     if tokenizer is None:
         raise ValueError(f"checkpoint {checkpoint_path} has no tokenizer; the server needs one")
+    parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    if quantize == "int8":
+        from llmbook.models.quant import quantize_linear_int8
+
+        model = quantize_linear_int8(model, inplace=True)
     clf = clf_tok = clf_info = None
     if classifier_path is not None:
         from llmbook.training.checkpoint import load_classifier
@@ -81,4 +100,6 @@ def load_served(
         batch_wait_s=limits.batch_wait_ms / 1000,
     )
     name = Path(checkpoint_path).name
-    return Served(model, tokenizer, meta, name, batcher, clf, clf_tok, clf_info)
+    return Served(
+        model, tokenizer, meta, name, batcher, clf, clf_tok, clf_info, quantize, parameters
+    )
