@@ -33,27 +33,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llmbook.serving.loadtest import PROMPTS, Level, run_level  # noqa: E402
+
 CONCURRENCY = (1, 4, 16, 64)
 BATCH = 16  #: max_batch_size of the batched server
 MAX_TOKENS = 32  #: per request
-PROMPTS = ("春风", "明月", "白日依山尽", "床前", "江南", "孤帆", "山中", "故人")
 SERVER_THREADS = 1
 
 
@@ -169,69 +168,10 @@ def serve(checkpoint: Path, batch: int, quantize: str = "none") -> Iterator[Serv
 # --------------------------------------------------------------------------- the load
 
 
-@dataclass
-class Level:
-    """What one concurrency level measured."""
-
-    clients: int
-    wall_s: float = 0.0
-    tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
-    status: dict[int, int] = field(default_factory=dict)
-    lost: int = 0
-
-    @property
-    def ok(self) -> int:
-        return self.status.get(200, 0)
-
-    @property
-    def server_errors(self) -> int:
-        return sum(n for s, n in self.status.items() if s >= 500)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s else 0.0
-
-    def latency(self, q: float) -> float:
-        """The ``q`` quantile (0 … 1) of the answered requests' latency, in seconds."""
-        if not self.latencies:
-            return float("nan")
-        if len(self.latencies) == 1:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[round(q * 100) - 1]
-
-
 async def _level(url: str, model: str, clients: int, requests: int, seconds: float) -> Level:
-    """``clients`` concurrent clients; at most ``requests`` in all, none started after ``seconds``."""
-    import httpx
-
-    out = Level(clients)
-    numbers = itertools.count()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        start = time.perf_counter()
-
-        async def worker() -> None:
-            while True:
-                i = next(numbers)
-                if i >= requests or time.perf_counter() - start > seconds:
-                    return
-                body = {"model": model, "prompt": PROMPTS[i % len(PROMPTS)],
-                        "max_tokens": MAX_TOKENS, "temperature": 1.0, "seed": i}  # fmt: skip
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/v1/completions", json=body)
-                except httpx.HTTPError:
-                    out.lost += 1
-                    continue
-                out.status[r.status_code] = out.status.get(r.status_code, 0) + 1
-                if r.status_code == 200:
-                    out.latencies.append(time.perf_counter() - t0)
-                    out.tokens += r.json()["usage"]["completion_tokens"]
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        out.wall_s = time.perf_counter() - start
-    return out
+    """``clients`` concurrent clients (:func:`llmbook.serving.loadtest.run_level`)."""
+    return await run_level(url, model, clients, requests, seconds, max_tokens=MAX_TOKENS,
+                           prompts=PROMPTS)  # fmt: skip
 
 
 def load_test(
