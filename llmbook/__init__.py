@@ -22,16 +22,22 @@ Chapter                     Modules
 1 背景介绍                  ``data.poetry``, ``data.people_daily``, ``data.timeline``,
                             ``text.chinese``, ``models.ngram``
 2 核心概念与联系            ``text.chinese``, ``text.tokenizers``, ``text.embeddings``, ``text.sgns``,
-                            ``evaluation.wordvec``
+                            ``text.bpe``, ``evaluation.wordvec``, ``experiments.tokcompare``
 3 核心算法原理与具体操作步骤  ``models.rnn``, ``models.attention``, ``models.positional``,
                             ``models.transformer``, ``data.lmdata``, ``training.trainer``,
                             ``experiments.recall``, ``experiments.artifacts``
-4 数学模型和公式            ``evaluation.lm``, ``models.rnn``, ``training.trainer``
+4 数学模型和公式            ``evaluation.lm``, ``models.rnn``, ``training.trainer``,
+                            ``models.positional``, ``models.gpt``, ``models.hf``,
+                            ``evaluation.throughput``, ``training.dpo``, ``training.grpo``
 5 项目实践                  ``models.gpt``, ``training.trainer``, ``training.checkpoint``,
-                            ``generation.decoding``, ``evaluation.poems``, ``cli``
+                            ``generation.decoding``, ``evaluation.poems``, ``cli``,
+                            ``experiments.ablation``
 6 实际应用场景              ``models.classifier``, ``models.lora``, ``training.finetune``,
                             ``training.sft``, ``evaluation.instructions``,
-                            ``experiments.sentiment``, ``applications.*``, ``serving.server``
+                            ``experiments.sentiment``, ``applications.*``, ``data.mcq``,
+                            ``evaluation.multiple_choice``, ``evaluation.poem_rewards``,
+                            ``training.dpo``, ``training.grpo``, ``training.policy``,
+                            ``serving.*``
 7 工具和资源推荐            ``models.hf``, ``data.quality``, ``evaluation.fairness``
 8 总结：未来发展趋势与挑战  ``experiments.scaling``, ``training.compute``,
                             ``evaluation.fairness``, ``evaluation.privacy``,
