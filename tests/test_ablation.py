@@ -104,9 +104,9 @@ def test_ablation_without_variants_is_rejected(sandbox):
         A.build("abl", threads=1)
 
 
-def test_training_throughput_measures_every_config():
+def test_throughput_of_configs_measures_every_config():
     tiny = dict(vocab_size=40, block_size=8, n_layer=1, n_head=2, n_embd=16)
-    tps = AB.training_throughput(
+    tps = AB.throughput_of_configs(
         {"gpt2": tiny, "llama": GPTConfig.llama(**tiny)},
         batch_size=2,
         block_size=8,
@@ -115,4 +115,4 @@ def test_training_throughput_measures_every_config():
     )
     assert set(tps) == {"gpt2", "llama"} and all(v > 0 for v in tps.values())
     with pytest.raises(ValueError, match="at least one"):
-        AB.training_throughput({})
+        AB.throughput_of_configs({})

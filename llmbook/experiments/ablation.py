@@ -25,7 +25,7 @@ import torch
 from llmbook.experiments.artifacts import Artifact, BuildContext, builder, poem_char_data
 from llmbook.models.gpt import GPT
 
-__all__ = ["build_ablation", "train_variant", "training_throughput"]
+__all__ = ["build_ablation", "throughput_of_configs", "train_variant"]
 
 GPTConfigLike = Any  # a GPTConfig or a dict of its fields
 
@@ -161,7 +161,7 @@ def build_ablation(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     return {"metrics": metrics, "data": data}
 
 
-def training_throughput(
+def throughput_of_configs(
     configs: dict[str, GPTConfigLike],
     *,
     batch_size: int = 32,
@@ -170,35 +170,25 @@ def training_throughput(
     rounds: int = 2,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Training tokens/s (forward, backward, AdamW step) of each config, measured in one run.
+    """Training tokens/s (forward, backward, AdamW step) of a fresh model per config.
 
-    The models are timed in interleaved rounds (every model once per round, ``steps`` steps
-    after one warm-up step) and each keeps its best round, so a change in the machine's load
-    affects all of them alike.  Returns ``{name: tokens per second}``.
+    Builds ``GPT(config)`` for every entry (seeded) and times them in turns on one random
+    batch with :func:`llmbook.evaluation.throughput.training_throughput`, so a change in
+    the machine's load affects all of them alike.  Returns ``{name: tokens per second}``.
     """
+    from llmbook.evaluation.throughput import training_throughput
     from llmbook.models.gpt import GPTConfig
 
     if not configs:
-        raise ValueError("training_throughput needs at least one config")
+        raise ValueError("throughput_of_configs needs at least one config")
     torch.manual_seed(seed)
-    models, opts = {}, {}
-    for name, c in configs.items():
-        cfg = c if isinstance(c, GPTConfig) else GPTConfig.from_dict(c)
-        models[name] = GPT(cfg).train()
-        opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
-    v = min(m.config.vocab_size for m in models.values())
-    x = torch.randint(
-        0, v, (batch_size, block_size + 1), generator=torch.Generator().manual_seed(seed)
+    models = {
+        name: GPT(c if isinstance(c, GPTConfig) else GPTConfig.from_dict(c))
+        for name, c in configs.items()
+    }
+    vocab = min(m.config.vocab_size for m in models.values())
+    idx = torch.randint(
+        0, vocab, (batch_size, block_size + 1), generator=torch.Generator().manual_seed(seed)
     )
-    best = {name: float("inf") for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            for i in range(steps + 1):
-                if i == 1:
-                    t0 = time.perf_counter()
-                _, loss = model(x[:, :-1], x[:, 1:])
-                loss.backward()
-                opts[name].step()
-                opts[name].zero_grad(set_to_none=True)
-            best[name] = min(best[name], (time.perf_counter() - t0) / steps)
-    return {name: batch_size * block_size / s for name, s in best.items()}
+    tok_s = training_throughput(list(models.values()), idx, steps=steps, rounds=rounds)
+    return dict(zip(models, tok_s, strict=True))
