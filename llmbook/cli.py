@@ -1,4 +1,4 @@
-"""``python -m llmbook train|generate|eval``: train a GPT from a TOML config, sample, evaluate.
+"""``python -m llmbook train|generate|eval|export``: train a GPT, sample, evaluate, export GGUF.
 
 A config file has four tables (see ``configs/cpu-tiny.toml``)::
 
@@ -377,6 +377,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export --gguf OUT``: the checkpoint as a GGUF file (:mod:`llmbook.models.gguf`)."""
+    from llmbook.models.gguf import to_gguf
+
+    model, tok, _ = _load(args.checkpoint)
+    try:
+        print(to_gguf(model, tok, args.gguf, name=Path(args.checkpoint).name, dtype=args.dtype))
+    except (ImportError, TypeError, ValueError) as e:
+        raise ConfigError(f"cannot export {args.checkpoint} to GGUF: {e}") from e
+    return 0
+
+
 def _eval_multiple_choice(args: argparse.Namespace) -> int:
     """``eval --mc TASK``: accuracy with a 95 % bootstrap interval, against chance."""
     from llmbook.data.mcq import MC_TASKS, load_poetry_mc
@@ -481,6 +493,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="only the first N poems (or items)")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="write a checkpoint as a GGUF file (llama.cpp's format)")
+    x.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="directory or shipped name")
+    x.add_argument("--gguf", required=True, metavar="OUT.gguf", help="the GGUF file to write")
+    x.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="f16: half the size")
+    x.set_defaults(func=cmd_export)
     return p
 
 

@@ -65,7 +65,7 @@ def test_gpu_small_has_tens_of_millions_of_parameters() -> None:
     assert rc.train.dtype == "bfloat16" and rc.train.compile
 
 
-@pytest.mark.parametrize("cmd", ["train", "generate", "eval"])
+@pytest.mark.parametrize("cmd", ["train", "generate", "eval", "export"])
 def test_help_is_clear(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
