@@ -76,6 +76,8 @@ def test_instruction_reward_reads_the_form() -> None:
     assert instruction_form("写一首七言绝句，题为春晓") == "七言绝句"
     assert instruction_reward("写一首五言绝句，题为登楼", DENGGUAN) == 1.0
     assert instruction_reward("写一首七言绝句，题为登楼", DENGGUAN) < 0.4
+    form_rhyme = instruction_reward("写一首五言绝句", JINGYESI, weights=(0.6, 0.4, 0.0))
+    assert form_rhyme == score_quatrain(JINGYESI, weights=(0.6, 0.4, 0.0)).reward == 1.0
     with pytest.raises(ValueError, match="exactly one"):
         instruction_form("写一首词")
 

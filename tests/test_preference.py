@@ -31,6 +31,7 @@ from llmbook.training.policy import (
     encode_response,
     prepare_trainable,
     sample_responses,
+    score_samples,
 )
 from llmbook.training.sft import train_sft
 
@@ -193,6 +194,19 @@ def test_preference_pairs_rank_samples_by_reward(tiny: tuple[GPT, CharTokenizer]
     assert pairs and all(p.chosen_reward > p.rejected_reward for p in pairs)
     assert all(reward(p.instruction, p.chosen) == p.chosen_reward for p in pairs)
     assert build_preference_pairs(gpt, tok, ["写"], lambda i, r: 1.0, max_new_tokens=4) == []
+
+
+def test_score_samples_is_seeded_and_scores_every_sample(
+    tiny: tuple[GPT, CharTokenizer],
+) -> None:
+    gpt, tok = tiny
+    length = lambda ins, res: len(res)  # noqa: E731
+    a = score_samples(gpt, tok, ["写", "写山"], length, n=3, max_new_tokens=5, seed=1)
+    assert len(a) == 6 and [ins for ins, _, _ in a] == ["写"] * 3 + ["写山"] * 3
+    assert all(score == len(res) for _, res, score in a)
+    assert a == score_samples(gpt, tok, ["写", "写山"], length, n=3, max_new_tokens=5, seed=1)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        score_samples(gpt, tok, ["写"], length, n=0)
 
 
 # --------------------------------------------------------------------------- GRPO

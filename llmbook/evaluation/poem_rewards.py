@@ -244,9 +244,13 @@ def instruction_form(instruction: str) -> str:
     return found[0]
 
 
-def instruction_reward(instruction: str, response: str) -> float:
+def instruction_reward(
+    instruction: str, response: str, weights: Sequence[float] = (0.5, 0.3, 0.2)
+) -> float:
     """:func:`poem_reward` of ``response`` in the form that ``instruction`` names.
 
-    Has the ``reward_fn(instruction, response)`` signature of the RL trainers.
+    Has the ``reward_fn(instruction, response)`` signature of the RL trainers;
+    ``functools.partial(instruction_reward, weights=(0.6, 0.4, 0.0))`` rewards form and
+    rhyme only.
     """
-    return poem_reward(response, instruction_form(instruction))
+    return poem_reward(response, instruction_form(instruction), weights)

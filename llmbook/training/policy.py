@@ -11,8 +11,9 @@ before it; :func:`sequence_logprobs` sums it over the response.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ __all__ = [
     "TrainLog",
     "Samples",
     "sample_responses",
+    "score_samples",
     "logprobs_of",
     "token_logprobs",
     "sequence_logprobs",
@@ -181,6 +183,48 @@ def sample_responses(
         toks = [t for t, k in zip(row, keep) if k and t != end]
         texts.append(tokenizer.decode(toks))
     return Samples(seqs, mask, texts)
+
+
+_Score = TypeVar("_Score")
+
+
+def score_samples(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    instructions: Sequence[str],
+    score_fn: Callable[[str, str], _Score],
+    *,
+    n: int = 4,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    template: ChatTemplate = CHAT,
+    seed: int = 0,
+) -> list[tuple[str, str, _Score]]:
+    """Sample ``n`` responses to each instruction and score them: ``(instruction, response, score)``.
+
+    ``score_fn(instruction, response)`` may return anything (a reward, a dataclass of
+    parts).  Seeded by ``seed``, so two models compared with the same seed and
+    instructions are judged on the same random numbers.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 samples per instruction, got {n}")
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    out = []
+    for ins in instructions:
+        s = sample_responses(
+            model,
+            tokenizer,
+            ins,
+            n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            template=template,
+            generator=g,
+        )
+        out += [(ins, t, score_fn(ins, t)) for t in s.texts]
+    return out
 
 
 def logprobs_of(logits: Tensor, ids: Tensor) -> Tensor:
