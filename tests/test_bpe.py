@@ -37,7 +37,10 @@ def hf_train(texts: list[str], vocab_size: int):  # type: ignore[no-untyped-def]
     )
     hf.train_from_iterator(texts, trainer=trainer)
     model = json.loads(hf.to_str())["model"]
-    return hf, model["vocab"], [tuple(m) for m in model["merges"]]
+    # recent tokenizers store a merge as a pair, older ones (0.15) as "a b" (byte-level
+    # tokens never contain a space, so splitting is exact)
+    merges = [tuple(m.split(" ") if isinstance(m, str) else m) for m in model["merges"]]
+    return hf, model["vocab"], merges
 
 
 def merge_strings(tok: ByteBPE) -> list[tuple[str, str]]:
