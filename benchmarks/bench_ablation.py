@@ -44,8 +44,8 @@ def run(rounds: int = 3) -> dict[str, Any]:
         out.append(
             dict(
                 metric=f"valid bpc, {r['name']}",
-                ours=r["valid_bpc"],
-                peer=base["valid_bpc"],
+                ours=f"{r['valid_bpc']:.3f}",
+                peer=f"{base['valid_bpc']:.3f}",
                 ratio=base["valid_bpc"] / r["valid_bpc"],
                 unit="bits/char",
                 note=f"test {r['test_bpc']:.3f}; {params}; switches {r['set'] or 'none'}",

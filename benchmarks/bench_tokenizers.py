@@ -31,8 +31,8 @@ def run() -> dict[str, Any]:
     rows = [
         dict(
             metric=f"valid bpc, {r['name']}",
-            ours=r["bpc"],
-            peer=char["bpc"],
+            ours=f"{r['bpc']:.3f}",
+            peer=f"{char['bpc']:.3f}",
             ratio=char["bpc"] / r["bpc"],
             unit="bits/char",
             note=(
