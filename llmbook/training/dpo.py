@@ -47,7 +47,7 @@ from llmbook.training.policy import (
     logprobs_of,
     next_token_kl,
     prepare_trainable,
-    sample_responses,
+    score_samples,
     sequence_logprobs,
 )
 
@@ -123,22 +123,23 @@ def build_preference_pairs(
     """
     if samples_per_prompt < 2:
         raise ValueError(f"samples_per_prompt must be >= 2, got {samples_per_prompt}")
-    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    scored = score_samples(
+        model,
+        tokenizer,
+        instructions,
+        reward_fn,
+        n=samples_per_prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        template=template,
+        seed=seed,
+    )
     pairs = []
-    for ins in instructions:
-        s = sample_responses(
-            model,
-            tokenizer,
-            ins,
-            samples_per_prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            template=template,
-            generator=g,
-        )
-        scored = sorted(((reward_fn(ins, t), t) for t in s.texts), key=lambda rt: rt[0])
-        (lo, worst), (hi, best) = scored[0], scored[-1]
+    for k, ins in enumerate(instructions):
+        group = scored[k * samples_per_prompt : (k + 1) * samples_per_prompt]
+        ranked = sorted(((r, t) for _, t, r in group), key=lambda rt: rt[0])
+        (lo, worst), (hi, best) = ranked[0], ranked[-1]
         if hi - lo > min_gap:
             pairs.append(PreferencePair(ins, best, worst, hi, lo))
     return pairs
