@@ -14,6 +14,7 @@ from llmbook.evaluation.throughput import (
     decode_seconds,
     median_time,
     train_step,
+    training_mfu,
     training_throughput,
 )
 from llmbook.models.gpt import GPT, GPTConfig
@@ -49,6 +50,24 @@ def test_train_step_lowers_the_loss_and_throughput_is_positive():
     assert model(idx[:, :-1], idx[:, 1:])[1].item() < before
     (tok_s,) = training_throughput([model], idx, steps=1, rounds=1)
     assert tok_s > 0 and model.training
+
+
+def test_training_mfu_is_step_flops_over_step_time_over_peak():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY))
+    idx = torch.randint(0, 50, (4, 16))
+    r = training_mfu(model, idx, 1e6, matmul_n=64, rounds=2, per=1)
+    assert r.peak_flops > 0 and r.step_seconds > 0
+    assert r.mfu == pytest.approx(1e6 / r.step_seconds / r.peak_flops)
+    # twice the FLOPs per step on the same step time would be twice the utilization
+    r2 = training_mfu(model, idx, 2e6, matmul_n=64, rounds=2, per=1)
+    assert r2.mfu / r.mfu == pytest.approx(
+        2 * (r.step_seconds * r.peak_flops) / (r2.step_seconds * r2.peak_flops)
+    )
+    with pytest.raises(ValueError, match="flops_per_step"):
+        training_mfu(model, idx, 0.0)
+    with pytest.raises(ValueError, match="matmul_n"):
+        training_mfu(model, idx, 1e6, matmul_n=0)
 
 
 def test_decode_seconds_rewinds_the_cache():

@@ -9,6 +9,8 @@ alike instead of whichever happened to run during a busy second.
 * :func:`train_step`: one AdamW step on a batch, for the book's
   :class:`~llmbook.models.gpt.GPT` or a ``transformers`` causal LM;
 * :func:`training_throughput`: training tokens/s of several models on the same batch;
+* :func:`training_mfu`: model FLOPs utilization of a training step, timed in turns with
+  a large matrix product that stands for the machine's peak;
 * :func:`decode_seconds`: greedy decoding with a KV cache after a prefilled prompt.
 
 ``benchmarks/bench_modern.py`` and section 4.5 of the book use these functions.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +34,8 @@ __all__ = [
     "alternate",
     "train_step",
     "training_throughput",
+    "StepMFU",
+    "training_mfu",
     "decode_seconds",
 ]
 
@@ -108,6 +112,47 @@ def training_throughput(
     seconds = alternate(steps_fns, rounds, steps)
     tokens = idx.size(0) * (idx.size(1) - 1)
     return [tokens / s for s in seconds]
+
+
+class StepMFU(NamedTuple):
+    """What :func:`training_mfu` measured."""
+
+    mfu: float  #: step FLOPs / step seconds / peak
+    peak_flops: float  #: FLOP/s of the ``n×n`` matrix product, the stand-in peak
+    step_seconds: float  #: seconds of one training step (best round's median)
+
+
+def training_mfu(
+    model: nn.Module,
+    idx: Tensor,
+    flops_per_step: float,
+    *,
+    matmul_n: int = 512,
+    rounds: int = 7,
+    per: int = 3,
+) -> StepMFU:
+    """Model FLOPs utilization of one AdamW step of ``model`` on ``idx`` ``[B, T]``.
+
+    The denominator is this machine's measured speed on an ``matmul_n``-sized square
+    matrix product (not a datasheet peak).  The training step and the matrix product
+    take turns (:func:`alternate`), so load from other processes slows both alike: a
+    peak measured in a busy second and a step measured in a quiet one would otherwise
+    give an MFU that means nothing (even above 1).  ``flops_per_step`` is the step's
+    model FLOPs, e.g. ``compute.training_flops(config, B * (T - 1))``.  Like
+    :func:`training_throughput`, this trains ``model`` for a few steps.
+    """
+    if flops_per_step <= 0:
+        raise ValueError(f"flops_per_step must be positive, got {flops_per_step}")
+    if matmul_n <= 0:
+        raise ValueError(f"matmul_n must be positive, got {matmul_n}")
+    a = torch.randn(matmul_n, matmul_n)
+    b = torch.randn(matmul_n, matmul_n)
+    model.train()
+    step = train_step(model, idx)
+    step()  # warm-up
+    matmul_s, step_s = alternate([lambda: a @ b, step], rounds, per)
+    peak = 2.0 * matmul_n**3 / matmul_s
+    return StepMFU(flops_per_step / step_s / peak, peak, step_s)
 
 
 def decode_seconds(
