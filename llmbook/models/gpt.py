@@ -28,7 +28,7 @@ Shapes: ``B`` batch, ``T`` time (tokens), ``C = n_embd`` channels, ``H = n_head`
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from typing import Any
 
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmbook.models.kv_cache import KVCache
 from llmbook.models.modern import MoE, RMSNorm, SwiGLU, apply_rope, rope_tables, swiglu_hidden
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "Block", "CausalSelfAttention", "MLP"]
@@ -163,55 +164,6 @@ def _check_int(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         kind = "a positive int" if low == 1 else f"an int >= {low}"
         raise ValueError(f"GPTConfig.{name} must be {kind}, got {value!r}")
-
-
-class KVCache:
-    """Pre-allocated keys and values of every layer, for incremental decoding.
-
-    ``k[layer]`` and ``v[layer]`` have shape ``[B, H_kv, max_len, D]``: only the
-    ``n_kv_head`` key/value heads are stored, so grouped-query attention divides the
-    memory (:attr:`nbytes`) by ``n_head / n_kv_head``.  The first ``length`` positions
-    are filled.  :meth:`reorder` permutes the batch (beam search).
-    """
-
-    def __init__(
-        self,
-        config: GPTConfig,
-        batch_size: int,
-        max_len: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        max_len = config.block_size if max_len is None else max_len
-        if max_len > config.block_size:
-            raise ValueError(
-                f"KVCache max_len {max_len} exceeds the model's block_size {config.block_size}"
-            )
-        shape = (batch_size, config.kv_heads, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.max_len = max_len
-        self.length = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Memory of the cache: ``2 · n_layer · B · H_kv · max_len · D`` numbers."""
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append ``k, v`` (``[B, H_kv, T, D]``) for ``layer``; return all keys/values so far."""
-        start = self.length
-        end = start + k.size(2)
-        if end > self.max_len:
-            raise RuntimeError(f"KV cache is full: {end} positions > max_len {self.max_len}")
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-    def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (in that order); used when beams are re-ranked."""
-        self.k = [t.index_select(0, index) for t in self.k]
-        self.v = [t.index_select(0, index) for t in self.v]
 
 
 class CausalSelfAttention(nn.Module):
@@ -466,6 +418,30 @@ class GPT(nn.Module):
         finally:
             self.train(was_training)
         return torch.stack(maps)
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow the vocabulary to ``vocab_size`` tokens (new ids after the old ones).
+
+        New rows of the embedding (and of an untied output layer) start as the mean of
+        the old rows: a new token first looks like an average token.
+        """
+        old = self.config.vocab_size
+        if not isinstance(vocab_size, int) or vocab_size < old:
+            raise ValueError(
+                f"vocab_size must be an int >= {old} (shrinking would renumber tokens), got {vocab_size!r}"
+            )
+
+        def grow(w: Tensor) -> nn.Parameter:
+            return nn.Parameter(
+                torch.cat([w.detach(), w.detach().mean(0).expand(vocab_size - old, -1)])
+            )
+
+        self.wte.weight = grow(self.wte.weight)
+        self.lm_head.weight = (
+            self.wte.weight if self.config.tie_weights else grow(self.lm_head.weight)
+        )
+        self.wte.num_embeddings = self.lm_head.out_features = vocab_size
+        self.config = replace(self.config, vocab_size=vocab_size)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty :class:`KVCache` on this model's device and dtype."""

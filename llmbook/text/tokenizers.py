@@ -31,6 +31,7 @@ from llmbook.interfaces import Tokenizer
 
 __all__ = [
     "SPECIAL_TOKENS",
+    "ROLE_TOKENS",
     "PAD",
     "UNK",
     "BOS",
@@ -47,6 +48,10 @@ __all__ = [
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 #: Special tokens, in id order: ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3.
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, BOS, EOS)
+#: Chat role tokens (:mod:`llmbook.text.chat`), appended to a vocabulary when needed;
+#: ``decode(skip_special=True)`` drops them like the four above.
+ROLE_TOKENS: tuple[str, ...] = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+_SKIPPED = frozenset(SPECIAL_TOKENS + ROLE_TOKENS)
 
 T = TypeVar("T", bound="VocabTokenizer")
 
@@ -194,14 +199,14 @@ class VocabTokenizer(BaseTokenizer):
     _joiner: ClassVar[str] = ""
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
-        """Text of ``ids``; special tokens are dropped unless ``skip_special=False``."""
+        """Text of ``ids``; special and role tokens are dropped unless ``skip_special=False``."""
         n = len(self.itos)
         out = []
         for i in ids:
             i = int(i)
             if not 0 <= i < n:
                 raise ValueError(f"id {i} is out of range for a vocabulary of size {n}")
-            if skip_special and i < len(SPECIAL_TOKENS):
+            if skip_special and self.itos[i] in _SKIPPED:
                 continue
             out.append(self.itos[i])
         return self._joiner.join(out)

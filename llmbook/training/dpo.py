@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmbook.interfaces import Tokenizer
-from llmbook.text.chat import CHAT, ChatTemplate
+from llmbook.text.chat import CHAT, Template
 from llmbook.training.policy import (
     LORA_TARGETS,
     TrainLog,
@@ -112,7 +112,7 @@ def build_preference_pairs(
     max_new_tokens: int = 32,
     temperature: float = 1.0,
     top_k: int | None = None,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
     seed: int = 0,
 ) -> list[PreferencePair]:
     """One pair per instruction: the best of ``samples_per_prompt`` samples against the worst.
@@ -173,7 +173,7 @@ def train_dpo(
     lora_rank: int = 4,
     lora_alpha: float | None = None,
     lora_targets: Sequence[str] = LORA_TARGETS,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
     seed: int = 0,
     progress: bool = True,
 ) -> DPOResult:

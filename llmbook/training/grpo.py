@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from llmbook.interfaces import Tokenizer
-from llmbook.text.chat import CHAT, ChatTemplate
+from llmbook.text.chat import CHAT, Template
 from llmbook.training.policy import (
     LORA_TARGETS,
     TrainLog,
@@ -144,7 +144,7 @@ def train_grpo(
     reward_fn: Callable[[str, str], float],
     *,
     tokenizer: Tokenizer,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
     seed: int = 0,
     steps: int = 50,
     prompts_per_step: int = 4,

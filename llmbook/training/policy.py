@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from llmbook.data.lmdata import right_pad
 from llmbook.interfaces import Tokenizer
-from llmbook.text.chat import CHAT, ChatTemplate
+from llmbook.text.chat import CHAT, Template
 
 __all__ = [
     "LORA_TARGETS",
@@ -94,26 +94,21 @@ class TrainLog:
     total: int = 0
 
 
-def end_id(tokenizer: Tokenizer, template: ChatTemplate = CHAT) -> int:
+def end_id(tokenizer: Tokenizer, template: Template = CHAT) -> int:
     """The id of the template's end marker (one known token), which ends a response."""
-    ids = tokenizer.encode(template.end)
-    if len(ids) != 1 or ids[0] == tokenizer.unk_id:
-        raise ValueError(
-            f"the end marker {template.end!r} must be one token of the vocabulary, got {ids}"
-        )
-    return ids[0]
+    return template.end_id(tokenizer)
 
 
-def _prompt_ids(tokenizer: Tokenizer, instruction: str, template: ChatTemplate) -> list[int]:
-    return [tokenizer.bos_id] + tokenizer.encode(template.render(instruction))
+def _prompt_ids(tokenizer: Tokenizer, instruction: str, template: Template) -> list[int]:
+    return template.prompt_ids(tokenizer, instruction)
 
 
 def encode_response(
-    tokenizer: Tokenizer, instruction: str, response: str, template: ChatTemplate = CHAT
+    tokenizer: Tokenizer, instruction: str, response: str, template: Template = CHAT
 ) -> tuple[list[int], list[bool]]:
     """``(ids, mask)`` of ``<bos> prompt response end`` (the layout of SFT examples)."""
     prompt = _prompt_ids(tokenizer, instruction, template)
-    answer = tokenizer.encode(response + template.end)
+    answer = template.answer_ids(tokenizer, response)
     return prompt + answer, [False] * len(prompt) + [True] * len(answer)
 
 
@@ -145,7 +140,7 @@ def sample_responses(
     max_new_tokens: int = 32,
     temperature: float = 1.0,
     top_k: int | None = None,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
     generator: torch.Generator | None = None,
 ) -> Samples:
     """Sample ``n`` responses to ``instruction``; each stops at the end marker (kept in it).
@@ -198,7 +193,7 @@ def score_samples(
     max_new_tokens: int = 32,
     temperature: float = 1.0,
     top_k: int | None = None,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
     seed: int = 0,
 ) -> list[tuple[str, str, _Score]]:
     """Sample ``n`` responses to each instruction and score them: ``(instruction, response, score)``.

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from llmbook.data.lmdata import right_pad
 from llmbook.interfaces import Tokenizer, block_size
-from llmbook.text.chat import CHAT, ChatTemplate
+from llmbook.text.chat import CHAT, ChatTemplate, Template
 from llmbook.text.tokenizers import VocabTokenizer
 from llmbook.training.policy import LORA_TARGETS, prepare_trainable
 
@@ -19,6 +19,7 @@ __all__ = [
     "ChatTemplate",
     "CHAT",
     "sft_example",
+    "sft_chat_example",
     "collate_sft",
     "poem_instructions",
     "train_sft",
@@ -26,30 +27,45 @@ __all__ = [
 ]
 
 
+def sft_chat_example(
+    tokenizer: Tokenizer,
+    messages: Sequence[tuple[str, str]],
+    block_size: int,
+    template: Template = CHAT,
+) -> tuple[list[int], list[int]]:
+    """Input ids and targets of a conversation; only the assistant's tokens have targets.
+
+    ``messages`` are ``(role, text)`` pairs (:meth:`Template.encode_chat`).  The inputs
+    are the ids without the last one; ``targets[t]`` is the id at ``t + 1`` where the
+    assistant speaks there (its messages and the end markers that close them) and
+    ``-100``, which the loss ignores, everywhere else.  Raises ``ValueError`` when the
+    conversation does not fit in ``block_size``.
+    """
+    ids, mask = template.encode_chat(tokenizer, messages)
+    if len(ids) - 1 > block_size:
+        raise ValueError(
+            f"SFT example of {len(ids) - 1} tokens exceeds block_size {block_size}; "
+            "shorten the instruction/response or use a model with a longer context"
+        )
+    targets = [t if m else -100 for t, m in zip(ids[1:], mask[1:])]
+    return ids[:-1], targets
+
+
 def sft_example(
     tokenizer: Tokenizer,
     instruction: str,
     response: str,
     block_size: int,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
+    system: str | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Input ids and targets of one SFT example; prompt targets are ``-100`` (no loss).
+    """Input ids and targets of one instruction and its response (:func:`sft_chat_example`).
 
-    The sequence is ``<bos> prompt response end``; ``targets[t]`` is the token at ``t+1``
-    for response positions and ``-100`` for prompt positions.  Raises ``ValueError`` when
-    it does not fit in ``block_size``.
+    The sequence is ``<bos> [system] prompt response end``; prompt targets are ``-100``.
     """
-    prompt = [tokenizer.bos_id] + tokenizer.encode(template.render(instruction))
-    answer = tokenizer.encode(response + template.end)
-    seq = prompt + answer
-    if len(seq) - 1 > block_size:
-        raise ValueError(
-            f"SFT example of {len(seq) - 1} tokens exceeds block_size {block_size}; "
-            "shorten the instruction/response or use a model with a longer context"
-        )
-    inputs = seq[:-1]
-    targets = [-100] * (len(prompt) - 1) + answer
-    return inputs, targets
+    turns = [("system", system)] if system is not None else []
+    turns += [("user", instruction), ("assistant", response)]
+    return sft_chat_example(tokenizer, turns, block_size, template)
 
 
 def collate_sft(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -79,7 +95,7 @@ def poem_instructions(
     for p in poems:
         if p.form in forms and p.form in _INSTRUCTIONS and p.title:
             pair = (_INSTRUCTIONS[p.form].format(title=p.title), p.text)
-            if tokenizer is not None and not all(c in tokenizer for c in CHAT.full(*pair)):
+            if tokenizer is not None and not all(c in tokenizer for c in "".join(pair)):
                 continue
             out.append(pair)
     return out
@@ -103,7 +119,8 @@ def train_sft(
     steps: int = 100,
     batch_size: int = 16,
     lr: float = 1e-3,
-    template: ChatTemplate = CHAT,
+    template: Template = CHAT,
+    system: str | None = None,
     seed: int = 0,
     progress: bool = True,
     lora_rank: int = 0,
@@ -114,7 +131,8 @@ def train_sft(
 
     Trains the parameters that require grad (AdamW, cosine decay to 0 without warm-up,
     :func:`llmbook.optim.warmup_cosine`; gradient norm clipped to 1); returns the loss per
-    step as :class:`SFTLosses`.  ``lora_rank > 0`` first adds LoRA of that rank to
+    step as :class:`SFTLosses`.  ``system`` is a system message put before every
+    instruction.  ``lora_rank > 0`` first adds LoRA of that rank to
     ``lora_targets`` and freezes the rest (:func:`llmbook.training.policy.prepare_trainable`).
     """
     from llmbook.optim import optimizer_step, warmup_cosine
@@ -124,7 +142,7 @@ def train_sft(
     examples = []
     for ins, res in pairs:
         try:
-            examples.append(sft_example(tokenizer, ins, res, block, template))
+            examples.append(sft_example(tokenizer, ins, res, block, template, system))
         except ValueError:
             continue  # too long for the context: skipped
     if not examples:
