@@ -180,3 +180,21 @@ def test_same_weights_give_the_logits_of_peft(r: int, alpha: float) -> None:
         layer.unmerge()
     check()
     torch.testing.assert_close(ours.get_submodule(names[0]).weight, base, rtol=0, atol=1e-6)
+
+
+def test_unwrap_lora_restores_plain_linears_with_the_tuned_weights() -> None:
+    from llmbook.models.lora import LoRALinear, apply_lora, unwrap_lora
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    apply_lora(model, ["0", "2"], r=2, alpha=4.0)
+    for m in model.modules():
+        if isinstance(m, LoRALinear):
+            nn.init.normal_(m.lora_B)  # a non-zero update
+    x = torch.randn(4, 6)
+    want = model(x)
+    assert unwrap_lora(model) == 2
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
+    assert isinstance(model[0], nn.Linear) and isinstance(model[2], nn.Linear)
+    torch.testing.assert_close(model(x), want)
+    assert set(model.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}

@@ -254,6 +254,7 @@ SHIPPED_CHECKPOINTS = {
     "ch3-rnn": "python -m llmbook.experiments build ch3-rnn",
     "ch3-lstm": "python -m llmbook.experiments build ch3-lstm",
     "ch3-transformer": "python -m llmbook.experiments build ch3-transformer",
+    "sft-poetry-chat": "python -m llmbook.experiments build sft-poetry-chat",
 }
 
 

@@ -29,7 +29,7 @@ from llmbook.data.poetry import Poem
 from llmbook.evaluation.poems import form_compliance
 from llmbook.text.tokenizers import VocabTokenizer
 
-__all__ = ["TASKS", "PoemTask", "poem_tasks", "TaskScore", "score_response"]
+__all__ = ["TASKS", "PoemTask", "poem_tasks", "poem_task_splits", "TaskScore", "score_response"]
 
 #: the four tasks, in the order the book's tables list them
 TASKS = ("写诗", "续写", "作者", "题目")
@@ -143,3 +143,26 @@ def score_response(task: PoemTask, output: str, authors: frozenset[str] = frozen
         return TaskScore(ok, None, out == task.response)
     ok = 1 <= len(out) <= _MAX_TITLE and "\n" not in out
     return TaskScore(ok, bool(set(_han(out)) & set(_han(task.poem.text))), out == task.response)
+
+
+def poem_task_splits(
+    tokenizer: VocabTokenizer | None = None, eval_per_task: int = 50
+) -> tuple[list[PoemTask], list[PoemTask], frozenset[str]]:
+    """The book's instruction data: ``(train tasks, held-out tasks, training poets)``.
+
+    Tang quatrains are split by :func:`~llmbook.data.poetry.poetry_split`; the training
+    tasks come from the train split, the held-out ones (the first ``eval_per_task`` of
+    each task, in corpus order) from the test split, so no held-out question is about a
+    poem seen in SFT.  The poets are the answers of the training 作者 tasks, for the
+    format check of :func:`score_response`.
+    """
+    from llmbook.data.poetry import load_poems, poetry_split
+
+    if eval_per_task < 1:
+        raise ValueError(f"eval_per_task must be >= 1, got {eval_per_task}")
+    split = poetry_split(load_poems(dynasty="唐", form=list(_FORMS)))
+    train = poem_tasks(split["train"], tokenizer=tokenizer)
+    test = poem_tasks(split["test"], tokenizer=tokenizer)
+    held = [t for name in TASKS for t in [x for x in test if x.task == name][:eval_per_task]]
+    authors = frozenset(t.response for t in train if t.task == "作者")
+    return train, held, authors

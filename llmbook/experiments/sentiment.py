@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from llmbook.experiments.artifacts import Artifact, BuildContext, builder
 from llmbook.models.classifier import GPTClassifier
 from llmbook.training.checkpoint import save_classifier
 from llmbook.training.finetune import finetune_classifier, predict
@@ -25,6 +26,7 @@ from llmbook.utils import Timer
 
 __all__ = [
     "main",
+    "build_pretrain_curve",
 ]
 
 
@@ -123,6 +125,7 @@ def run_sentiment_method(
     train_subset: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    body: nn.Module | None = None,
 ) -> tuple[GPTClassifier, Any, dict[str, Any]]:
     """Fine-tune a classifier on the sentiment train split with one of three methods.
 
@@ -130,8 +133,10 @@ def run_sentiment_method(
     ``lora_targets`` (default: the fused QKV projection of every block) plus the head, the
     body frozen; ``"scratch"``: the same
     architecture randomly initialised, all weights trained.  ``train_subset`` takes the
-    first ``n`` training reviews of a fixed shuffle.  Returns the model (LoRA still
-    unmerged), the tokenizer and a record with the settings, parameter shares and time.
+    first ``n`` training reviews of a fixed shuffle.  ``body`` replaces the shipped
+    GPT (it must use the shipped tokenizer), e.g. a snapshot of a longer pre-training.
+    Returns the model (LoRA still unmerged), the tokenizer and a record with the
+    settings, parameter shares and time.
     """
     from llmbook.data.sentiment import load_sentiment
     from llmbook.models.gpt import GPT
@@ -140,6 +145,10 @@ def run_sentiment_method(
     if method not in ("full", "lora", "scratch"):
         raise ValueError(f"method must be 'full', 'lora' or 'scratch', got {method!r}")
     gpt, tok, _ = load_modern_gpt()
+    if body is not None:
+        if getattr(getattr(body, "config", None), "vocab_size", None) != tok.vocab_size:
+            raise ValueError("body must be a GPT over the shipped gpt-modern tokenizer")
+        gpt = body
     if not isinstance(gpt, GPT):
         raise TypeError(f"the gpt-modern checkpoint holds a {type(gpt).__name__}, not a GPT")
     torch.manual_seed(seed)
@@ -188,15 +197,149 @@ def run_sentiment_method(
 
 def strip_lora(model: nn.Module) -> nn.Module:
     """Replace merged :class:`~llmbook.models.lora.LoRALinear` layers by their (merged) base Linear."""
-    from llmbook.models.lora import LoRALinear
+    from llmbook.models.lora import LoRALinear, unwrap_lora
 
-    for name, mod in list(model.named_modules()):
-        if isinstance(mod, LoRALinear):
-            if not mod.merged:
-                raise ValueError(f"{name} is not merged; call merge_lora(model) first")
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, mod.base)
+    for name, mod in model.named_modules():
+        if isinstance(mod, LoRALinear) and not mod.merged:
+            raise ValueError(f"{name} is not merged; call merge_lora(model) first")
+    unwrap_lora(model)
     return model
+
+
+@builder("pretrain-curve")
+def build_pretrain_curve(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
+    """Sentiment accuracy against pre-training compute (section 6.1's learning curve).
+
+    One pre-training run of the gpt-modern architecture on the modern corpus, with the
+    weights kept at every ``[pretrain] milestones`` step (0: random initialisation);
+    each snapshot is scored in bits per character on the first 200 held-out People's
+    Daily paragraphs and fine-tuned on the reviews exactly like the shipped ``full``
+    run.  The pre-training resumes from its checkpoints; finished fine-tunings are
+    skipped on ``--resume``.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from llmbook.data.lmdata import encode_corpus
+    from llmbook.data.modern import modern_pretraining_texts
+    from llmbook.data.sentiment import load_sentiment
+    from llmbook.evaluation.lm import bits_per_char
+    from llmbook.evaluation.metrics import classification_report
+    from llmbook.models.gpt import GPT, GPTConfig
+    from llmbook.training.trainer import TrainConfig, train
+
+    pre, fin = dict(art.config.get("pretrain", {})), dict(art.config.get("finetune", {}))
+    milestones = sorted({int(m) for m in pre.get("milestones", [])} | {0})
+    if len(milestones) < 2:
+        raise ValueError(f"{art.config_path}: [pretrain] milestones needs a step > 0")
+    seed = int(art.config.get("seed", 0))
+    shipped, tok, _ = load_modern_gpt()
+    model_cfg = GPTConfig(**{**cast(GPT, shipped).config.to_dict(), "dropout": 0.0})
+    snaps = ctx.run_dir / "snapshots"
+    snaps.mkdir(parents=True, exist_ok=True)
+
+    def snap(step: int) -> Path:
+        return snaps / f"step{step}.safetensors"
+
+    def keep(model: nn.Module, step: int) -> None:
+        state = {
+            k: v.detach().clone().contiguous()
+            for k, v in model.state_dict().items()
+            if k != "lm_head.weight"
+        }  # tied to wte.weight
+        save_file(state, str(snap(step)))
+
+    if not all(snap(m).exists() for m in milestones):
+        torch.manual_seed(seed)
+        model = GPT(model_cfg)
+        keep(model, 0)
+        train_ids = encode_corpus(modern_pretraining_texts("train"), tok)
+        valid_ids = encode_corpus(modern_pretraining_texts("valid"), tok)
+        ctx.log(f"{art.name}: pre-training on {len(train_ids):,} tokens to step {milestones[-1]}")
+
+        def on_step(record: dict[str, Any]) -> None:
+            if record["step"] in milestones:
+                keep(model, record["step"])
+                ctx.log(f"{art.name}: kept step {record['step']}")
+
+        train(
+            model,
+            train_ids,
+            valid_ids,
+            TrainConfig(
+                max_steps=milestones[-1],
+                batch_size=int(pre.get("batch_size", 32)),
+                block_size=model_cfg.block_size,
+                lr=float(pre.get("lr", 4e-3)),
+                min_lr=float(pre.get("min_lr", 4e-4)),
+                warmup_steps=int(pre.get("warmup_steps", 40)),
+                eval_interval=0,
+                eval_batches=10,
+                device="cpu",
+                dtype="float32",
+                seed=seed,
+                out_dir=str(ctx.run_dir / "pretrain"),
+                ckpt_interval=200,
+                resume=ctx.resume,
+                progress=False,
+            ),
+            callback=on_step,
+        )
+    test: list[Any] = list(load_sentiment("test"))
+    gold = [e.label for e in test]
+    valid_texts = modern_pretraining_texts("valid")[:200]
+    rows: dict[str, Any] = ctx.load_state("curve.json", {}) if ctx.resume else {}
+    tokens_per_step = int(pre.get("batch_size", 32)) * model_cfg.block_size
+    for m in milestones:
+        if str(m) in rows:
+            continue
+        body = GPT(model_cfg)
+        state = load_file(str(snap(m)))
+        state["lm_head.weight"] = state["wte.weight"]
+        body.load_state_dict(state)
+        bpc = bits_per_char(body, tok, valid_texts)
+        clf, _, rec = run_sentiment_method(
+            "full",
+            steps=int(fin.get("steps", 1500)),
+            lr=float(fin.get("lr", 5e-4)),
+            seed=seed,
+            progress=False,
+            body=body,
+        )
+        pred, _ = predict(clf, tok, [e.text for e in test], max_len=rec["max_len"])
+        acc = classification_report(gold, pred).accuracy
+        rows[str(m)] = {
+            "pretrain_steps": m,
+            "pretrain_tokens": m * tokens_per_step,
+            "valid_bpc": bpc,
+            "test_accuracy": acc,
+            "finetune_seconds": rec["seconds"],
+        }
+        ctx.save_state("curve.json", rows)
+        ctx.log(f"{art.name}: step {m}: {bpc:.3f} bpc, sentiment accuracy {acc:.4f}")
+    train_set: list[Any] = list(load_sentiment("train"))
+    base = tfidf_logreg(
+        [e.text for e in train_set], [e.label for e in train_set], [e.text for e in test]
+    )
+    tfidf_acc = classification_report(gold, base.test_predictions).accuracy
+    result: dict[str, Any] = {
+        "rows": [rows[str(m)] for m in milestones],
+        "tfidf_test_accuracy": tfidf_acc,
+        "finetune": {"method": "full", **fin},
+        "pretrain": pre,
+    }
+    art.output.mkdir(parents=True, exist_ok=True)
+    (art.output / "results.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    metrics: dict[str, Any] = {"tfidf_test_accuracy": round(tfidf_acc, 4)}
+    for r in result["rows"]:
+        metrics[f"step{r['pretrain_steps']}_accuracy"] = round(r["test_accuracy"], 4)
+        metrics[f"step{r['pretrain_steps']}_bpc"] = round(r["valid_bpc"], 4)
+    data = (
+        "预训练：《人民日报》1998 年 1 月段落加情感数据训练划分的评论（modern_pretraining_texts），"
+        "与 gpt-modern 相同；微调与评估：情感数据的训练划分与测试划分。"
+    )
+    return {"metrics": metrics, "data": data}
 
 
 def sentiment_main(argv: Sequence[str] | None = None) -> int:

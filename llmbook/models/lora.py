@@ -32,6 +32,7 @@ __all__ = [
     "apply_lora",
     "merge_lora",
     "unmerge_lora",
+    "unwrap_lora",
     "lora_parameters",
     "mark_trainable",
     "trainable_share",
@@ -193,6 +194,26 @@ def unmerge_lora(model: nn.Module) -> int:
     for m in mods:
         m.unmerge()
     return len(mods)
+
+
+def unwrap_lora(model: nn.Module) -> int:
+    """Merge every LoRA layer and put its base ``nn.Linear`` back in its place.
+
+    The model then has the architecture it had before :func:`apply_lora` (so its
+    checkpoint loads into a plain model) with the fine-tuned weights.  Returns how many
+    layers were replaced.  Not reversible: the LoRA factors are dropped.
+    """
+    mods = {id(m) for m in _lora_modules(model)}
+    n = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) in mods:
+                assert isinstance(child, LoRALinear)
+                if not child.merged:
+                    child.merge()
+                setattr(parent, name, child.base)
+                n += 1
+    return n
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
