@@ -108,3 +108,41 @@ def test_errors_are_explicit():
         estimate_seconds(1.0, 1.0, mfu=0)
     with pytest.raises(ValueError, match="attention"):
         flops_per_token(CONFIGS[0], attention="half")
+
+
+def test_plan_training_reproduces_published_gpu_hours() -> None:
+    from llmbook.training.compute import plan_training
+
+    # Llama 3.1 405B: 15.6T tokens, 3.8e25 FLOPs, 38-43% MFU on H100s (Grattafiori et
+    # al. 2024); 30.84M H100 GPU-hours (Llama 3.1 model card).
+    p = plan_training(405e9, 15.6e12, "H100-SXM", n_gpus=16384, mfu=0.40)
+    assert abs(p.flops / 3.8e25 - 1) < 0.02
+    assert 0.8 < p.gpu_hours / 30.84e6 < 1.0  # the card also counts restarts and evals
+    assert 60 < p.days < 75
+    # LLaMA 65B: 1.4T tokens, 1,022,362 A100-80GB GPU-hours (Touvron et al. 2023)
+    q = plan_training(65.2e9, 1.4e12, "A100-80GB", n_gpus=2048, mfu=0.40)
+    assert 1.0 < q.gpu_hours / 1_022_362 < 1.25  # they ran at ~48% MFU
+    assert plan_training(1e9, 1e9, n_gpus=2).days == pytest.approx(plan_training(1e9, 1e9).days / 2)
+    with pytest.raises(ValueError, match="unknown GPU"):
+        plan_training(1e9, 1e9, "TPU")
+    with pytest.raises(ValueError, match="n_gpus"):
+        plan_training(1e9, 1e9, n_gpus=0)
+    with pytest.raises(ValueError, match="positive"):
+        plan_training(0, 1e9)
+
+
+def test_zero_memory_matches_the_zero_paper() -> None:
+    from llmbook.training.compute import pipeline_bubble, zero_memory_per_gpu
+
+    # Rajbhandari et al. (2020), figure 1: a 7.5B model on 64 GPUs, K = 12
+    want = {0: 120.0, 1: 31.4, 2: 16.6, 3: 1.9}
+    for stage, gb in want.items():
+        assert zero_memory_per_gpu(7.5e9, 64, stage) / 1e9 == pytest.approx(gb, abs=0.05)
+    assert zero_memory_per_gpu(7.5e9, 1, 3) == zero_memory_per_gpu(7.5e9, 1, 0)
+    with pytest.raises(ValueError, match="stage"):
+        zero_memory_per_gpu(1e9, 8, 4)
+    assert pipeline_bubble(1, 8) == 0.0
+    assert pipeline_bubble(4, 4) == pytest.approx(3 / 7)
+    assert pipeline_bubble(4, 100) < 0.03
+    with pytest.raises(ValueError):
+        pipeline_bubble(0, 4)

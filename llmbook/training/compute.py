@@ -12,7 +12,8 @@ back-of-the-envelope formulas:
 * **How much memory and time?** :func:`training_memory` adds weights, gradients,
   optimizer states and activations (Korthikanti et al. 2022) for a dtype;
   :func:`estimate_seconds` divides FLOPs by a device's peak throughput times a model
-  FLOPs utilisation (MFU).  :data:`GPUS` lists common accelerators with their
+  FLOPs utilisation (MFU); :func:`plan_training` turns parameters and tokens into
+  GPU-hours and days on a cluster.  :data:`GPUS` lists common accelerators with their
   datasheet numbers.
 
 Conventions: a multiply–add counts as 2 FLOPs; ``T`` is the context length
@@ -37,6 +38,10 @@ __all__ = [
     "training_flops",
     "training_memory",
     "estimate_seconds",
+    "TrainingPlan",
+    "plan_training",
+    "zero_memory_per_gpu",
+    "pipeline_bubble",
     "measure_matmul_flops",
     "gpt_config_values",
 ]
@@ -264,6 +269,67 @@ def estimate_seconds(flops: float, peak_flops_per_s: float, mfu: float = 0.4) ->
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     return float(flops) / (peak_flops_per_s * mfu)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What :func:`plan_training` estimated for a training run on a GPU cluster."""
+
+    flops: float  #: 6ND
+    gpu: str
+    n_gpus: int
+    mfu: float
+    gpu_hours: float  #: total accelerator time: what a cloud bill and a model card count
+    days: float  #: wall-clock days with all ``n_gpus`` busy
+
+
+def plan_training(
+    n_params: float, tokens: float, gpu: str = "H100-SXM", n_gpus: int = 1, mfu: float = 0.4
+) -> TrainingPlan:
+    """How many GPU-hours and days to train ``n_params`` parameters on ``tokens`` tokens.
+
+    Uses :math:`C = 6ND` (the attention term is small for long-context large models and
+    left out, as in published estimates), the dense 16-bit peak of :data:`GPUS` and a
+    model FLOPs utilisation ``mfu``; the work is assumed to split evenly over
+    ``n_gpus`` (data, tensor and pipeline parallelism at that MFU).
+    """
+    if gpu not in GPUS:
+        raise ValueError(f"unknown GPU {gpu!r}; choose one of {sorted(GPUS)}")
+    if n_params <= 0 or tokens <= 0:
+        raise ValueError(f"n_params and tokens must be positive, got {n_params}, {tokens}")
+    if not isinstance(n_gpus, int) or n_gpus < 1:
+        raise ValueError(f"n_gpus must be an int >= 1, got {n_gpus!r}")
+    flops = 6.0 * n_params * tokens
+    gpu_hours = estimate_seconds(flops, GPUS[gpu].peak_tflops * 1e12, mfu) / 3600
+    return TrainingPlan(flops, gpu, n_gpus, mfu, gpu_hours, gpu_hours / n_gpus / 24)
+
+
+def zero_memory_per_gpu(
+    n_params: float, n_gpus: int, stage: int, *, optimizer_bytes: float = 12.0
+) -> float:
+    """Bytes of weights, gradients and optimizer states per GPU under ZeRO ``stage``.
+
+    Mixed-precision Adam keeps 2 bytes of bf16 weights and 2 of gradients per parameter,
+    plus ``optimizer_bytes`` (12: fp32 master weights, momentum and variance) of optimizer
+    state.  Plain data parallelism (stage 0) replicates all 16 bytes on every GPU; ZeRO
+    (Rajbhandari et al. 2020) shards over the ``n_gpus`` data-parallel ranks the optimizer
+    states (stage 1), then the gradients too (stage 2), then the weights (stage 3, what
+    PyTorch FSDP does).  Activations are not included.
+    """
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"stage must be 0 (plain data parallel), 1, 2 or 3, got {stage!r}")
+    if not isinstance(n_gpus, int) or n_gpus < 1:
+        raise ValueError(f"n_gpus must be an int >= 1, got {n_gpus!r}")
+    w, g, o = 2.0 * n_params, 2.0 * n_params, optimizer_bytes * n_params
+    sharded = {0: 0.0, 1: o, 2: o + g, 3: o + g + w}[stage]
+    return (w + g + o - sharded) + sharded / n_gpus
+
+
+def pipeline_bubble(stages: int, microbatches: int) -> float:
+    """Idle share of a GPipe-style pipeline: :math:`(p-1)/(m+p-1)` for ``p`` stages, ``m`` micro-batches."""
+    if stages < 1 or microbatches < 1:
+        raise ValueError(f"stages and microbatches must be >= 1, got {stages}, {microbatches}")
+    return (stages - 1) / (microbatches + stages - 1)
 
 
 def measure_matmul_flops(
