@@ -8,6 +8,7 @@ from torch import nn
 
 from llmbook.models.rnn import (
     RNNLM,
+    GRUCell,
     LSTMCell,
     Recurrent,
     RNNCell,
@@ -49,11 +50,29 @@ def test_lstm_cell_equals_torch_forward_and_grad() -> None:
     torch.testing.assert_close(g1, g2)
 
 
-@pytest.mark.parametrize("mode", ["rnn", "lstm"])
+def test_gru_cell_equals_torch_forward_and_grad() -> None:
+    torch.manual_seed(1)
+    ref, mine = nn.GRUCell(4, 6), GRUCell(4, 6)
+    _copy(mine, ref)
+    x = torch.randn(2, 4, requires_grad=True)
+    h = torch.randn(2, 6)
+    h1, h2 = mine(x, h), ref(x, h)
+    torch.testing.assert_close(h1, h2)
+    torch.testing.assert_close(mine(x), ref(x))
+    (g1,) = torch.autograd.grad(h1.pow(2).sum(), x)
+    (g2,) = torch.autograd.grad(h2.pow(2).sum(), x)
+    torch.testing.assert_close(g1, g2)
+    # the update gate interpolates: with z = 1 everywhere the state passes unchanged
+    with torch.no_grad():
+        mine.bias_ih[6:12] = 50.0
+    torch.testing.assert_close(mine(x, h), h, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_recurrent_stack_equals_torch(mode: str, num_layers: int) -> None:
     torch.manual_seed(2)
-    cls = nn.LSTM if mode == "lstm" else nn.RNN
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[mode]
     ref = cls(3, 5, num_layers, batch_first=True)
     mine = Recurrent(mode, 3, 5, num_layers)  # type: ignore[arg-type]
     _copy(mine, ref)  # same parameter names as torch
@@ -75,7 +94,7 @@ def test_recurrent_stack_equals_torch(mode: str, num_layers: int) -> None:
     torch.testing.assert_close(out3, out4)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_lm_interface_and_impls_agree(cell: str) -> None:
     torch.manual_seed(3)
     cfg = RNNLMConfig(
@@ -123,11 +142,11 @@ def test_vanishing_gradient_rnn_vs_lstm() -> None:
 
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match="cell must be"):
-        RNNLMConfig(vocab_size=5, cell="gru")  # type: ignore[arg-type]
+        RNNLMConfig(vocab_size=5, cell="transformer")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         RNNLMConfig(vocab_size=5, hidden_size=0)
     with pytest.raises(ValueError, match="mode must be"):
-        Recurrent("gru", 2, 2)  # type: ignore[arg-type]
+        Recurrent("transformer", 2, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"shape \[batch, time\]"):
         RNNLM(RNNLMConfig(vocab_size=5))(torch.zeros(3, dtype=torch.long))
 

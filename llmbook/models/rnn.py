@@ -16,8 +16,20 @@ candidate :math:`g_t`:
     c_t &= f_t \\odot c_{t-1} + i_t \\odot g_t \\\\
     h_t &= o_t \\odot \\tanh(c_t)
 
+A GRU (Cho et al., 2014) keeps no separate cell: a reset gate :math:`r_t` decides how
+much of the past enters the candidate :math:`n_t`, an update gate :math:`z_t` mixes the
+old state with the candidate:
+
+.. math::
+
+    r_t &= \\sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\\\
+    z_t &= \\sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\\\
+    n_t &= \\tanh(W_{in} x_t + b_{in} + r_t \\odot (W_{hn} h_{t-1} + b_{hn})) \\\\
+    h_t &= (1 - z_t) \\odot n_t + z_t \\odot h_{t-1}
+
 The parameters are stored exactly as PyTorch stores them (``weight_ih``/``weight_hh``
-with the four LSTM blocks stacked in the order i, f, g, o), so the tests can copy weights
+with the four LSTM blocks stacked in the order i, f, g, o, the three GRU blocks in the
+order r, z, n), so the tests can copy weights
 between these modules and ``torch.nn.RNN``/``torch.nn.LSTM`` and check that the outputs
 agree.  :class:`Recurrent` even uses torch's parameter *names* (``weight_ih_l0`` …), so a
 language model trained with the fused torch kernel (``impl="torch"``, fast) loads into
@@ -37,6 +49,8 @@ from torch import Tensor, nn
 __all__ = [
     "rnn_cell",
     "lstm_cell",
+    "gru_cell",
+    "GRUCell",
     "RNNCell",
     "LSTMCell",
     "Recurrent",
@@ -94,6 +108,28 @@ def lstm_cell(
     return h, c
 
 
+def gru_cell(
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+) -> Tensor:
+    """One GRU step from the gate equations (module docstring); returns ``h_t``.
+
+    The weights hold the three blocks stacked as ``[r; z; n]``, the layout of
+    ``torch.nn.GRU``.  The reset gate multiplies the *projected* old state
+    :math:`W_{hn} h_{t-1} + b_{hn}`, as in torch (and cuDNN).
+    """
+    xr, xz, xn = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)
+    hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)  # reset gate: how much of the past enters the candidate
+    z = torch.sigmoid(xz + hz)  # update gate: how much of the old state to keep
+    n = torch.tanh(xn + r * hn)  # candidate state
+    return (1 - z) * n + z * h
+
+
 def _init_uniform(module: nn.Module, hidden_size: int) -> None:
     # torch's default for recurrent layers: U(-1/sqrt(H), 1/sqrt(H)) for every parameter
     bound = 1.0 / math.sqrt(hidden_size)
@@ -148,32 +184,51 @@ class LSTMCell(nn.Module):
         return lstm_cell(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
 
+class GRUCell(nn.Module):
+    """GRU cell from the gate equations, same parameters and result as ``torch.nn.GRUCell``."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size)) if bias else None
+        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size)) if bias else None
+        _init_uniform(self, hidden_size)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """``x``: ``[B, input_size]``, ``h``: ``[B, hidden_size]`` (zeros if omitted)."""
+        if h is None:
+            h = x.new_zeros(x.shape[0], self.hidden_size)
+        return gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
 class Recurrent(nn.Module):
-    """A stack of RNN or LSTM layers unrolled over time with a Python loop.
+    """A stack of RNN, LSTM or GRU layers unrolled over time with a Python loop.
 
     Same constructor arguments, parameter names and results as
-    ``torch.nn.RNN(..., batch_first=True)`` / ``torch.nn.LSTM(..., batch_first=True)``;
+    ``torch.nn.RNN`` / ``torch.nn.LSTM`` / ``torch.nn.GRU`` (``batch_first=True``);
     the point is readability: :meth:`forward` is the textbook loop over time steps.
-    The state is ``h`` of shape ``[num_layers, B, H]`` for an RNN and the pair ``(h, c)``
-    for an LSTM, as in torch.
+    The state is ``h`` of shape ``[num_layers, B, H]`` for an RNN or a GRU and the pair
+    ``(h, c)`` for an LSTM, as in torch.
     """
 
     def __init__(
         self,
-        mode: Literal["rnn", "lstm"],
+        mode: Literal["rnn", "lstm", "gru"],
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if mode not in ("rnn", "lstm"):
-            raise ValueError(f"mode must be 'rnn' or 'lstm', got {mode!r}")
+        if mode not in ("rnn", "lstm", "gru"):
+            raise ValueError(f"mode must be 'rnn', 'lstm' or 'gru', got {mode!r}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.mode, self.hidden_size, self.num_layers = mode, hidden_size, num_layers
         self.dropout = dropout
-        gates = 4 if mode == "lstm" else 1
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[mode]
         for layer in range(num_layers):
             fan_in = input_size if layer == 0 else hidden_size
             self.register_parameter(
@@ -218,6 +273,8 @@ class Recurrent(nn.Module):
             for t in range(T):  # the recurrence: one step at a time, h carries the past
                 if self.mode == "lstm":
                     h, c = lstm_cell(layer_input[:, t], (h, c), w_ih, w_hh, b_ih, b_hh)
+                elif self.mode == "gru":
+                    h = gru_cell(layer_input[:, t], h, w_ih, w_hh, b_ih, b_hh)
                 else:
                     h = rnn_cell(layer_input[:, t], h, w_ih, w_hh, b_ih, b_hh)
                 outputs.append(h)
@@ -246,7 +303,7 @@ class RNNLMConfig:
 
     vocab_size: int
     block_size: int = 64
-    cell: Literal["rnn", "lstm"] = "lstm"
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     n_embd: int = 128
     hidden_size: int = 256
     num_layers: int = 1
@@ -255,8 +312,8 @@ class RNNLMConfig:
     forget_bias: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.cell not in ("rnn", "lstm"):
-            raise ValueError(f"cell must be 'rnn' or 'lstm', got {self.cell!r}")
+        if self.cell not in ("rnn", "lstm", "gru"):
+            raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru', got {self.cell!r}")
         if self.impl not in ("torch", "formula"):
             raise ValueError(f"impl must be 'torch' or 'formula', got {self.impl!r}")
         for name in ("vocab_size", "block_size", "n_embd", "hidden_size", "num_layers"):
@@ -268,7 +325,7 @@ class RNNLMConfig:
 
 
 class RNNLM(nn.Module):
-    """Character language model: embedding → RNN/LSTM layers → linear layer to the vocabulary.
+    """Character language model: embedding → RNN/LSTM/GRU layers → linear layer to the vocabulary.
 
     Follows the book's LM interface: ``forward(idx, targets=None) -> (logits, loss)``
     with ``logits`` of shape ``[B, T, vocab_size]`` and ``loss`` the mean cross-entropy
@@ -287,6 +344,10 @@ class RNNLM(nn.Module):
             self.rnn = Recurrent(c.cell, c.n_embd, c.hidden_size, c.num_layers, dropout)
         elif c.cell == "lstm":
             self.rnn = nn.LSTM(
+                c.n_embd, c.hidden_size, c.num_layers, batch_first=True, dropout=dropout
+            )
+        elif c.cell == "gru":
+            self.rnn = nn.GRU(
                 c.n_embd, c.hidden_size, c.num_layers, batch_first=True, dropout=dropout
             )
         else:
