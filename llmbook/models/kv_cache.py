@@ -26,6 +26,7 @@ class GPTConfig(Protocol):
     @property
     def head_dim(self) -> int: ...
 
+
 __all__ = ["KVCache"]
 
 
