@@ -255,6 +255,8 @@ SHIPPED_CHECKPOINTS = {
     "ch3-lstm": "python -m llmbook.experiments build ch3-lstm",
     "ch3-transformer": "python -m llmbook.experiments build ch3-transformer",
     "sft-poetry-chat": "python -m llmbook.experiments build sft-poetry-chat",
+    "gpt-poetry-llama": "python -m llmbook.experiments build gpt-poetry-llama",
+    "posttrain-ladder": "python -m llmbook.experiments build posttrain-ladder",
 }
 
 
