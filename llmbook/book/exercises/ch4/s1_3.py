@@ -3,56 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from llmbook.book.exercises import ExerciseFailure, answer, exercise, expect, expect_close
-
-Fn = Callable[..., Any]
-
-
-# ------------------------------------------------------------------------ helpers
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, g: torch.Generator, scale: float = 1.0) -> Tensor:
-    return torch.randn(*shape, generator=g) * scale
-
-
-def _tensor_close(
-    got: Any, want: Tensor, case: str, *, atol: float = 1e-5, rtol: float = 1e-4
-) -> None:
-    """Fail with a Chinese message unless ``got`` is a tensor of ``want``'s shape and values."""
-    if not isinstance(got, Tensor):
-        raise ExerciseFailure(f"{case}：应返回一个张量，你的函数返回了 {type(got).__name__}")
-    if tuple(got.shape) != tuple(want.shape):
-        raise ExerciseFailure(
-            f"{case}：应返回形状为 {tuple(want.shape)} 的张量，你的函数返回的形状是 "
-            f"{tuple(got.shape)}"
-        )
-    g, w = got.detach().double(), want.detach().double()
-    if not torch.isfinite(g).all():
-        raise ExerciseFailure(f"{case}：结果里出现了 nan 或 inf（是不是数值溢出了？）")
-    if not torch.allclose(g, w, atol=atol, rtol=rtol):
-        diff = (g - w).abs().max().item()
-        raise ExerciseFailure(f"{case}：结果与参考值不一致，最大相差 {diff:.3g}")
-
-
-def _number(got: Any, case: str) -> float:
-    try:
-        return float(got)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ExerciseFailure(
-            f"{case}：应返回一个数（或只有一个元素的张量），你的函数返回 {got!r:.80}"
-        ) from e
-
-
-# ----------------------------------------------------------------------- 4.1 model
+from llmbook.book.exercises.ch4._helpers import Fn, _gen, _number, _randn, _tensor_close
 
 
 def _test_param_count(fn: Fn) -> int:
