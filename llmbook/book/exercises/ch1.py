@@ -135,6 +135,32 @@ answer(
 )
 
 
+def _test_char_entropy(fn: Callable[..., Any]) -> int:
+    cases: list[tuple[list[str], float, str]] = [
+        (["明月"], 1.0, "两个字各出现一次：1 比特"),
+        (["床前明月光"], math.log2(5), "五个不同的字：log2(5) 比特"),
+        (["月月月月"], 0.0, "只有一个字：0 比特"),
+        (["明月明月", "光"], -(0.4 * math.log2(0.4) * 2 + 0.2 * math.log2(0.2)),
+         "频率 0.4、0.4、0.2，跨两段文字合计"),
+        (["", "明明月"], -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3)),
+         "含空字符串，频率 2/3、1/3"),
+    ]
+    for texts, want, case in cases:
+        expect_close(fn(texts), want, case, 1e-9)
+    _expect_raises(fn, ([],), ValueError, "没有任何文字（空列表）")
+    _expect_raises(fn, (["", ""],), ValueError, "只有空字符串")
+    return len(cases) + 2
+
+
+@exercise("1.1.4", "汉字的零阶熵", test=_test_char_entropy)
+def char_entropy(texts: Sequence[str]) -> float:
+    counts = Counter(c for t in texts for c in t)
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError("texts 里没有任何字符，无法计算熵")
+    return float(-sum(c / total * math.log2(c / total) for c in counts.values()))
+
+
 # ---------------------------------------------------------------------- 1.2 研究现状
 
 
