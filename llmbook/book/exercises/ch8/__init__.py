@@ -8,4 +8,4 @@ The checkers compare against the package's own functions — :mod:`llmbook.evalu
 One module per group of sections; importing this package registers them all.
 """
 
-from llmbook.book.exercises.ch8 import s1_4, s5_8  # noqa: F401
+from llmbook.book.exercises.ch8 import s1_4, s5_8, s9  # noqa: F401
