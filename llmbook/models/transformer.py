@@ -401,6 +401,17 @@ class Seq2SeqTransformer(nn.Module):
         self.train(was_training)
         return out[:, 1:]
 
+    @torch.no_grad()
+    def cross_attention_maps(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Cross-attention weights ``[n_decoder_layers, B, n_heads, T, S]`` (eval mode):
+        row ``t`` says how target position ``t`` of ``tgt_in`` spreads over the source."""
+        was_training = self.training
+        self.eval()
+        pad = src == self.config.pad_id
+        self.decode(tgt_in, self.encode(src, pad), pad, need_weights=True)
+        self.train(was_training)
+        return torch.stack([b.last_cross_attention for b in self.decoder])  # type: ignore[misc]
+
 
 @dataclass
 class TransformerLMConfig:
