@@ -205,19 +205,19 @@ def test_mlm_training_with_the_trainer_learns_and_resumes(tmp_path) -> None:  # 
     from llmbook.training.trainer import TrainConfig, train
 
     ids = np.tile(np.arange(CFG.n_special, CFG.n_special + 12), 100)  # a periodic "text"
-    common = dict(batch_size=16, block_size=16, lr=3e-3, warmup_steps=5, eval_interval=10)
-    common |= dict(eval_batches=2, seed=0, progress=False, ckpt_interval=10)
+    common = dict(batch_size=8, block_size=16, lr=3e-3, warmup_steps=2, eval_interval=4)
+    common |= dict(eval_batches=2, seed=0, progress=False, ckpt_interval=4)
 
     def run(out: str, resume: bool = False, stop_at: int = 0) -> list[float]:
         torch.manual_seed(0)
         model = MaskedLM(CFG)
-        cfg = TrainConfig(max_steps=40, out_dir=str(tmp_path / out), resume=resume, **common)
+        cfg = TrainConfig(max_steps=16, out_dir=str(tmp_path / out), resume=resume, **common)
         res = train(model, ids, ids, cfg, callback=lambda r: r["step"] == stop_at)
         return [h["val_loss"] for h in res.history if h["val_loss"] is not None]
 
     full = run("a")
     assert full[-1] < full[0] < np.log(CFG.vocab_size)  # below a uniform guess, and falling
-    run("b", stop_at=20)  # interrupted after step 20 (a checkpoint was just written) ...
+    run("b", stop_at=8)  # interrupted after step 8 (a checkpoint was just written) ...
     resumed = run("b", resume=True)  # ... and resumed: the same masks and windows
     assert resumed == pytest.approx(full, abs=1e-5)
     # eval-mode masks are a function of the batch: the validation loss is reproducible

@@ -5,7 +5,8 @@ The encoder has the shape of ``gpt-modern`` (3 layers, width 96, 4 heads, 64 pos
 the same 3,000-character tokenizer plus one ``[MASK]`` id) and is pre-trained on the same
 modern corpus with the same batch (32 windows of 64 characters) and schedule shape, so at
 equal steps both models have seen the same number of characters.  The weights are kept at
-every ``[pretrain] milestones`` step (0: random initialisation); each snapshot is scored
+every ``[pretrain] milestones`` step (0: random initialisation; the learning-rate cosine
+runs over ``schedule_steps``, and training stops at the last milestone); each snapshot is scored
 by masked-token accuracy on held-out People's Daily windows and fine-tuned on the
 reviews exactly like the shipped GPT ``full`` run (same split and shuffle, steps, batch,
 learning rate, length, evaluation on the test split).
@@ -160,17 +161,19 @@ def build_bert_modern(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
             f"{art.name}: {mlm.bert.num_parameters():,} parameters; MLM on {len(train_ids):,} tokens"
         )
 
-        def on_step(record: dict[str, Any]) -> None:
+        def on_step(record: dict[str, Any]) -> bool:
             if record["step"] in milestones:
                 keep(mlm.bert, record["step"])
                 ctx.log(f"{art.name}: kept step {record['step']}")
+            return record["step"] >= milestones[-1]  # stop there, also mid-schedule
 
         res = train(
             mlm,
             train_ids,
             valid_ids,
             TrainConfig(
-                max_steps=milestones[-1],
+                # the cosine runs over schedule_steps; training stops at the last milestone
+                max_steps=int(pre.get("schedule_steps", milestones[-1])),
                 batch_size=batch,
                 block_size=cfg.max_positions,
                 lr=float(pre.get("lr", 1e-3)),
@@ -195,7 +198,10 @@ def build_bert_modern(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
         )
     history = ctx.load_state("history.json", [])
     rows: dict[str, Any] = ctx.load_state("rows.json", {}) if ctx.resume else {}
-    runs = [(m, "cls") for m in milestones] + [(milestones[-1], "mean")]
+    # the last snapshot first: it matters most; the earlier ones may come from parallel runs
+    runs = [(milestones[-1], "cls"), (milestones[-1], "mean")] + [
+        (m, "cls") for m in milestones[:-1]
+    ]
     for m, pooling in runs:
         key = f"{m}-{pooling}"
         if key in rows:
@@ -219,7 +225,7 @@ def build_bert_modern(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
         },
     )
     result = {
-        "rows": [rows[f"{m}-{p}"] for m, p in runs],
+        "rows": [rows[f"{m}-{p}"] for m, p in sorted(runs)],
         "history": history,
         "model": cfg.to_dict(),
         "parameters": final.num_parameters(),
