@@ -1,17 +1,15 @@
-"""Exercises of chapter 7 (tools and resources): reference solutions and their checkers.
+"""第 7 章的练习（7.1 学习资源、7.2 开发工具）：参考答案与隐藏的检查。
 
-Every coding exercise is checked against the package's own functions (``torch.nn.LSTM``,
-:mod:`llmbook.training.compute`, :class:`llmbook.models.lora.LoRALinear`,
-:meth:`llmbook.text.embeddings.Embeddings.analogy`, :func:`llmbook.data.quality.normalise`)
-or against values computed by hand.
+Coding exercises are checked against ``torch.nn.LSTM``, :mod:`llmbook.training.compute`,
+:data:`llmbook.models.hf.CONV1D_WEIGHTS` and :func:`llmbook.training.checkpoint.verify_checkpoint`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from llmbook.book.exercises import ExerciseFailure, answer, exercise, expect
@@ -65,6 +63,78 @@ answer(
 对照的方法：把两份实现在同一配置下的参数量算出来（`sum(p.numel() for p in model.parameters())`），先让它们相等，再比较同一批数据上的初始损失（应接近 $\\ln V$）和前几百步的损失曲线。参数量或初始损失不一致，就说明上面某一项不同。
 """,
 )
+
+
+def _write_checkpoint(root: Path, files: dict[str, bytes]) -> Path:
+    import hashlib
+    import json
+
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    table = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    (root / "checkpoint.json").write_text(json.dumps({"files": table}), encoding="utf-8")
+    return root
+
+
+def _test_changed_files(fn: Callable[..., Any]) -> int:
+    import tempfile
+
+    from llmbook.training.checkpoint import CheckpointError, verify_checkpoint
+
+    files = {"model.safetensors": b"\x00" * 64 + b"weights", "config.json": b"{}", "a.txt": b"x"}
+    with tempfile.TemporaryDirectory() as d:
+        good = _write_checkpoint(Path(d) / "good", files)
+        verify_checkpoint(good)  # the reference implementation accepts it
+        expect(fn(good), [], "完好的检查点")
+        expect(fn(str(good)), [], "目录以字符串给出")
+        bad = _write_checkpoint(Path(d) / "bad", files)
+        data = bytearray(files["model.safetensors"])
+        data[-1] ^= 1
+        (bad / "model.safetensors").write_bytes(bytes(data))
+        (bad / "a.txt").unlink()
+        try:
+            verify_checkpoint(bad)
+            raise ExerciseFailure("内部错误：参考实现应拒绝被改动的检查点")
+        except CheckpointError:
+            pass
+        expect(fn(bad), ["a.txt", "model.safetensors"], "改了一个比特、删了一个文件的检查点")
+        (Path(d) / "empty").mkdir()
+        _raises(fn, FileNotFoundError, "没有 checkpoint.json 的目录", Path(d) / "empty")
+    return 4
+
+
+@exercise("7.1.3", "核对检查点的文件指纹", test=_test_changed_files)
+def changed_files(directory: str | Path) -> list[str]:
+    """Names listed in ``checkpoint.json`` whose SHA-256 differs or that are missing."""
+    import hashlib
+    import json
+
+    root = Path(directory)
+    manifest = root / "checkpoint.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} does not exist: not an llmbook checkpoint directory")
+    table = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    bad = []
+    for name, digest in table.items():
+        f = root / name
+        if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            bad.append(name)
+    return sorted(bad)
+
+
+answer(
+    "7.1.4",
+    "同一个种子，不同的结果",
+    """
+不说明代码有错。固定种子只保证随机数序列相同；浮点加法不满足结合律，而 CPU 的多线程、GPU 的并行归约、不同版本的计算核（cuBLAS、oneDNN、SDPA 的不同实现）会以不同的顺序做加法，所以每一步的结果在最后几位就不同。训练是几千步的迭代，这样的微小差别会被放大，最终损失在小数点后第二位不同是正常的。只有同一台机器、同样的线程数、同样的库版本（GPU 上还要打开 `torch.use_deterministic_algorithms(True)` 之类的开关）才能期望逐位相同。
+
+报告里应写明：代码版本（git 提交号）、所有库的版本（最好附上 `requirements.txt` 或 `pip freeze`）、硬件（CPU/GPU 型号、线程数）、随机种子、全部超参数、数据的来源与划分（最好附上文件的 SHA-256），以及用时。
+
+要说“A 比 B 好”，不能各跑一次就比较：应当对 A 和 B 各用若干个种子（例如 3–5 个）训练，报告均值和标准差（或置信区间）；只有两者的差距明显大于种子之间的波动，结论才可靠。两个版本还应当在同一台机器、同一组库上运行，并且用同一份验证集、同一种评测口径。
+""",
+)
+
 
 # ---------------------------------------------------------------------------------------
 # 7.2 开发工具推荐
@@ -241,214 +311,35 @@ $z_t = W_{ih}x_t + b_{ih} + W_{hh}h_{t-1} + b_{hh}$，
 """,
 )
 
-# ---------------------------------------------------------------------------------------
-# 7.3 相关论文推荐
-
-
-def _test_analogy(fn: Callable[..., Any]) -> int:
-    from llmbook.text.embeddings import Embeddings
-
-    rng = np.random.default_rng(0)
-    cases: list[tuple[dict[str, np.ndarray], str, str, str]] = []
-    # b itself is the nearest word to b - a + c: it must be excluded
-    cases.append(
-        (
-            {
-                "男人": np.array([1.0, 0.0, 0.2]),
-                "国王": np.array([1.0, 1.0, 0.0]),
-                "女人": np.array([0.0, 0.1, 1.0]),
-                "女王": np.array([0.1, 1.0, 1.0]),
-                "苹果": np.array([0.0, -1.0, 0.1]),
-            },
-            "男人",
-            "国王",
-            "女人",
-        )
-    )
-    # the lengths differ a lot: the answer changes if the vectors are not normalised
-    cases.append(
-        (
-            {
-                "a": np.array([10.0, 0.0]),
-                "b": np.array([0.0, 10.0]),
-                "c": np.array([1.0, 0.0]),
-                "x": np.array([-1.0, 1.0]),
-                "y": np.array([0.1, 1.0]),
-            },
-            "a",
-            "b",
-            "c",
-        )
-    )
-    words = [f"词{i}" for i in range(30)]
-    vecs = rng.normal(size=(30, 8))
-    table = dict(zip(words, vecs))
-    for a, b, c in [("词0", "词1", "词2"), ("词5", "词3", "词9"), ("词7", "词7", "词8")]:
-        cases.append((table, a, b, c))
-    for vectors, a, b, c in cases:
-        ws = list(vectors)
-        emb = Embeddings(ws, np.stack([vectors[w] for w in ws]))
-        want = emb.analogy(a, b, c)[0][0]
-        expect(fn(vectors, a, b, c), want, f"{a} : {b} = {c} : ?（词表 {ws[:5]}…）")
-    _raises(fn, KeyError, "问题词不在词表里", table, "词0", "不存在", "词2")
-    return len(cases) + 1
-
-
-@exercise("7.3.1", "词向量类比", test=_test_analogy)
-def analogy(vectors: dict[str, np.ndarray], a: str, b: str, c: str) -> str:
-    """Solve ``a : b = c : ?`` by 3CosAdd over unit vectors, excluding ``a``, ``b``, ``c``."""
-    for w in (a, b, c):
-        if w not in vectors:
-            raise KeyError(w)
-
-    def unit(v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=float)
-        return v / np.linalg.norm(v)
-
-    q = unit(vectors[b]) - unit(vectors[a]) + unit(vectors[c])
-    best, best_cos = "", -np.inf
-    for w, v in vectors.items():
-        if w in (a, b, c):
-            continue
-        cos = float(unit(v) @ q) / float(np.linalg.norm(q))
-        if cos > best_cos:
-            best, best_cos = w, cos
-    return best
-
-
-def _test_lora_count(fn: Callable[..., Any]) -> int:
-    from llmbook.models.lora import LoRALinear
-
-    def reference(shapes: Sequence[tuple[int, int]], r: int) -> int:
-        total = 0
-        for d_out, d_in in shapes:
-            layer = LoRALinear(torch.nn.Linear(d_in, d_out), r=r)
-            total += sum(p.numel() for p in layer.parameters() if p.requires_grad)
-        return total
-
-    cases: list[tuple[list[tuple[int, int]], int]] = [
-        ([(8, 8)], 1),
-        ([(12, 4), (4, 4)], 2),
-        ([(6, 10)] * 3, 6),
-        ([(32, 16), (16, 32), (16, 16)], 4),
-    ]
-    for shapes, r in cases:
-        expect(fn(shapes, r), reference(shapes, r), f"shapes={shapes}, r={r}（与 LoRALinear 比较）")
-    expect(fn([(4096, 4096)] * 2, 8), 2 * 8 * (4096 + 4096), "两个 4096×4096 的投影，r=8")
-    expect(fn([], 4), 0, "没有要适配的层")
-    _raises(fn, ValueError, "r=0", [(8, 8)], 0)
-    _raises(fn, ValueError, "r=5 大于 4×16 层较小的维度 4", [(16, 16), (4, 16)], 5)
-    return len(cases) + 4
-
-
-@exercise("7.3.2", "LoRA 的可训练参数量", test=_test_lora_count)
-def lora_param_count(shapes: Sequence[tuple[int, int]], r: int) -> int:
-    """Trainable LoRA numbers for linear layers of shape ``(d_out, d_in)`` at rank ``r``."""
-    if r < 1:
-        raise ValueError(f"r must be >= 1, got {r}")
-    total = 0
-    for d_out, d_in in shapes:
-        if r > min(d_out, d_in):
-            raise ValueError(f"r={r} exceeds min(d_out, d_in) of a {d_out}×{d_in} layer")
-        total += r * (d_in + d_out)  # A: r×d_in, B: d_out×r
-    return total
-
 
 answer(
-    "7.3.3",
-    "不物化注意力矩阵省下多少显存",
+    "7.2.5",
+    "GGUF 文件有多大",
     """
-标准实现先算出分数矩阵 $S=QK^\\top/\\sqrt{d_h}$，再算 $P=\\operatorname{softmax}(S)$，两者都是每个头一个 $T\\times T$ 的矩阵。批大小 1、$T=4096$、32 个头、bf16（每个数 2 字节）时，一层的 $P$ 就有
+参数量：词嵌入 $V d$（输出层与它共享，不另算）、位置向量 $T d$，每层注意力 $4d^2+4d$、MLP $8d^2+5d$、两个 LayerNorm $4d$，最后的 LayerNorm $2d$。代入 $V=6551,\\ d=128,\\ T=80$、4 层：
 
-$4096^2\\times 32\\times 2 = 2^{30}$ 字节 $=1$ GiB。
+$6551\\times128 + 80\\times128 + 4\\times(12\\times128^2+13\\times128) + 2\\times128 = 1{,}642{,}112$。
 
-训练时反向传播要用到 $P$，所以每一层的 $P$ 都得留到反向结束：32 层就是 32 GiB，还不算 $S$ 本身和 dropout 的掩码。它随 $T^2$ 增长：$T$ 加到 32,768（8 倍），每层变成 64 GiB，一张 80 GB 的卡连一层都放不下。
+（7.2 节 peft 报告的总数 1,650,304 里还包括 8,192 个 LoRA 参数。）每个数 4 字节，约 $6.57\\times10^6$ 字节 $\\approx 6.26$ MiB，再加上文件头里的字表（6,551 个字符串和它们的分数、类型），就是本节看到的文件大小。f16 约为一半（约 3.2 MiB，LayerNorm 和偏置这些向量仍存 f32，所以略多于一半），int8 约四分之一（每块还要存一个缩放因子），4 比特约八分之一多一点。
 
-FlashAttention 把 $Q,K,V$ 按块读进片上高速缓存，用“在线 softmax”（逐块更新每行的最大值和指数和）直接累加出输出 $PV$，整个 $T\\times T$ 矩阵从不写回显存；每行只保存两个统计量（或合成一个 logsumexp），反向传播时按块重新计算 $P$。额外显存从 $O(T^2)$ 降到 $O(T)$（每个头每行一个数），同时显存读写大幅减少，所以它既省显存又更快——多做的那点重算远比读写一个 $T\\times T$ 矩阵便宜。
+词嵌入和 LayerNorm 常保留较高的精度：LayerNorm 的参数和偏置很少，量化省不下多少空间，却直接缩放每一层的激活，误差会传遍整个网络；词嵌入（在这里也是输出层）决定每个词元的 logits，它的误差直接改变下一个词元的概率，而小模型里它占参数的大头，误差也最显眼。量化是拿精度换空间，应当花在矩阵大、对误差不敏感的地方（注意力和 MLP 的投影矩阵）。
 """,
 )
 
-# ---------------------------------------------------------------------------------------
-# 7.4 其他资源推荐
-
 answer(
-    "7.4.1",
-    "许可证决定能做什么",
+    "7.2.6",
+    "没有签名的 BLEU",
     """
-（以下是按本节表格的一般理解，不是法律意见；实际使用前要读数据集主页的最新条款，必要时咨询法务。）
+至少有这些情况会让“BLEU = 35.2”无法比较：
 
-- **chinese-poetry（MIT）**：允许商用，保留版权与许可声明即可，可以用于训练。
-- **中文维基百科（CC BY-SA）**：允许商用，但要求署名，并且“相同方式共享”——基于它的衍生作品要用同样的许可发布。训练出的模型算不算衍生作品，目前在法律上并无定论，所以常见做法是可以用、但要记录来源并评估风险。
-- **人民日报标注语料、THUCNews、LCQMC、CLUE 的多数子任务**：限研究使用（LCQMC 还要签协议），不能用于商用模型的训练。
-- **C-Eval（CC BY-NC-SA 4.0）**：NC 是“非商业性使用”，商用产品不能用；SA 是“相同方式共享”，基于它改编的作品也必须以同样的许可发布。**CMMLU（CC BY-NC 4.0）** 同样不能商用。
+1. **分词方式**：中文按字（`char`）、按 sacrebleu 的 `zh` 规则、先用 jieba 分词再按空格，或者根本不切分（`none`，中文句子就成了一个词，BLEU 接近 0）。本节同一批续写在 `char` 与 `none` 下分别是很低的正数和 0。
+2. **参考译文的个数**：多参考的 BLEU 明显高于单参考。
+3. **平滑方法与大小写**：句子级 BLEU 常用平滑，不同平滑方法分数不同；英文是否区分大小写也会改变分数。
+4. **语料级还是句子级**：把句子级 BLEU 取平均，与语料级 BLEU（先汇总 n 元组计数）不是一回事。
+5. **文本预处理**：是否做了全角/半角规范化、是否去掉了标点、测试集的版本。
 
-此外，C-Eval、CMMLU 是**评测基准**，即使许可允许，也绝不能放进训练语料：那样分数就不再说明能力（数据污染）。合规的做法是：训练只用许可允许商用的数据；两个基准只在内部研究中用来评测，并用 8.7 节的去重工具（或练习 7.4.2 的函数）确认训练语料与它们没有重叠。
-""",
-)
+sacrebleu 的签名（`nrefs:1|case:mixed|eff:no|tok:char|smooth:exp|version:2.6.0`）把这些选择都写了出来。
 
-
-def _test_contaminated(fn: Callable[..., Any]) -> int:
-    train = [
-        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
-        "白日依山尽，黄河入海流。",
-        "本次考试时间为２０２４年６月７日上午九点",
-        "春眠不觉晓，  处处闻啼鸟。",
-    ]
-    test = [
-        "举头望明月，低头思故乡",  # shares 8-grams with train[0]
-        "欲穷千里目，更上一层楼。",  # clean
-        "时间为2024年6月7日",  # full-width digits in train: NFKC makes them equal
-        "黄河入海",  # shorter than n, a substring of train[1]
-        "黄河入江",  # shorter than n, not a substring
-        "春眠不觉晓， 处处闻啼鸟",  # whitespace runs collapse to one space
-        "",  # empty: never contaminated
-        "明月光，疑是地",  # 7 characters < n = 8, a substring
-    ]
-    expect(fn(train, test, 8), [0, 2, 3, 5, 7], "n=8 的八条测试文本")
-    expect(fn(train, test, 4), [0, 2, 3, 5, 7], "n=4")
-    expect(fn(train, test[1:2], 3), [], "n=3，一条干净的测试文本")
-    expect(fn(train, ["千里目，更上", "一层楼"], 2), [], "n=2，没有共同的两字片段")
-    expect(fn(train, ["依山望明月"], 2), [0], "n=2，共享“明月”")
-    expect(fn([], test, 8), [], "空的训练集")
-    _raises(fn, ValueError, "n=0", train, test, 0)
-    return 7
-
-
-@exercise("7.4.2", "训练集与测试集的重叠", test=_test_contaminated)
-def contaminated(train_texts: Sequence[str], test_texts: Sequence[str], n: int = 8) -> list[int]:
-    """Indices of test texts sharing an ``n``-character substring with some training text."""
-    from llmbook.data.quality import normalise
-
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    train = [normalise(t) for t in train_texts]
-    grams = {t[i : i + n] for t in train for i in range(len(t) - n + 1)}
-    out = []
-    for i, text in enumerate(test_texts):
-        t = normalise(text)
-        if not t:
-            continue
-        if len(t) >= n:
-            hit = any(t[j : j + n] in grams for j in range(len(t) - n + 1))
-        else:
-            hit = any(t in s for s in train)
-        if hit:
-            out.append(i)
-    return out
-
-
-answer(
-    "7.4.3",
-    "重叠检查查不到什么",
-    """
-$n$ 的取值是在两类错误之间折中：$n$ 太小，“中华人民共和国”“根据以下材料”这类常见片段会让大量无辜的题目被判为污染（假阳性）；$n$ 太大，只改了几个字的题目就漏过去了（假阴性）。英文工作常用 13 个词的片段（GPT-3 的污染分析即如此）；中文按字计，一个词约 1.5 个字，8–13 个字是常见的起点，最好在已知干净和已知污染的样本上调一调。
-
-逐字片段重叠查不到的污染至少有三类：
-
-1. **改写**：同一道题换了说法、换了数字或选项顺序；
-2. **翻译**：英文基准的题目被翻成中文后混进语料（反之亦然）；
-3. **间接泄露**：语料里没有原题，但有题目的解析、答案讨论或“某基准答案汇总”之类的网页。
-
-应对办法：用 8.7 节的 MinHash 近似去重放宽到字面相近的改写；用句向量的相似度检索找语义相近的题目；基准发布方在数据中嵌入独一无二的“金丝雀字符串”（BIG-bench 就是这样做的），训练方过滤掉含有它的文档；更根本的是用模型训练截止日期之后新出的题目、或从不公开的私有测试集来评测。报告分数时，最好把“查出重叠”和“未查出重叠”两部分题目的分数分开列出：两者差距很大，就说明分数里有记忆的成分。
+开放式对话没有唯一的标准答案，BLEU 这类与参考逐字比较的指标不适用。可以：用人工评测（成对比较两个系统的回答，统计胜率）；用一个更强的模型当裁判打分或做成对比较，并随机交换顺序以减少位置偏差；对可验证的部分做自动检查（格式是否符合要求、事实是否正确、是否拒绝了不该回答的问题）；同时报告验证集上的困惑度或 bpc 作为语言建模能力的参考。
 """,
 )
