@@ -1,19 +1,17 @@
-"""Exercises of chapter 5 (the GPT project): reference solutions, checkers and answers.
+"""Exercises of sections 5.3–5.5: the model's shapes and initialisation, decoding, ablation.
 
-Coding exercises are checked against the package's own functions (the FLOP and parameter
-formulas of :mod:`llmbook.training.compute`, :func:`llmbook.optim.warmup_cosine`,
-:func:`llmbook.generation.decoding.process_logits`) or against values computed by hand.
+Coding exercises are checked against the package's own functions (the parameter formula
+of :mod:`llmbook.training.compute`, :func:`llmbook.generation.decoding.process_logits`),
+against PyTorch or against values computed by hand.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from llmbook.book.exercises import ExerciseFailure, answer, exercise, expect, expect_close
-
-Fn = Callable[..., Any]
+from llmbook.book.exercises._common import Fn
 
 
 def _floats(got: Any, case: str) -> list[float]:
@@ -30,139 +28,6 @@ def _ints(got: Any, case: str) -> list[int]:
     except (TypeError, ValueError):
         raise ExerciseFailure(f"{case}：应返回一个整数列表，你的函数返回 {got!r}") from None
 
-
-# --------------------------------------------------------------------------- 5.1
-
-
-def _test_flops(fn: Fn) -> int:
-    from llmbook.models.gpt import GPTConfig
-    from llmbook.training import compute
-
-    cases: list[tuple[dict[str, Any], int | None]] = [
-        (dict(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=8), None),
-        (dict(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=8), 4),
-        (dict(vocab_size=6551, block_size=80, n_layer=4, n_head=4, n_embd=128), None),
-        (dict(vocab_size=6551, block_size=64, n_layer=2, n_head=4, n_embd=128), 13),
-        (dict(vocab_size=7, block_size=5, n_layer=1, n_head=1, n_embd=4), None),
-        (dict(vocab_size=1000, block_size=256, n_layer=12, n_head=12, n_embd=768), 1024),
-    ]
-    for kw, context in cases:
-        cfg = GPTConfig(**kw)
-        want = compute.flops_per_token(cfg, context)["total"]
-        case = f"GPTConfig({kw})，context={context}"
-        expect_close(fn(cfg, context), want, case, tol=1e-9)
-    return len(cases)
-
-
-@exercise("5.1.1", "每个词元的训练计算量", test=_test_flops)
-def train_flops_per_token(config: Any, context: int | None = None) -> float:
-    d, n_layer = config.n_embd, config.n_layer
-    t = config.block_size if context is None else context
-    n_matmul = n_layer * (4 * d * d + 2 * d * (4 * d)) + config.vocab_size * d
-    return 6.0 * n_matmul + 6.0 * n_layer * t * d
-
-
-answer(
-    "5.1.2",
-    "纸上估算：内存与时间",
-    r"""
-**(a) 内存。** fp32 下每个参数要存 4 份数：权重、梯度、AdamW 的一阶动量 $m$ 和二阶动量 $v$，各 4 字节，共 16 字节。$3\times10^7\times16=4.8\times10^8$ 字节，约 458 MiB。这还不含激活值：激活随批大小和上下文长度增长，批次一大就可能超过这部分。
-
-**(b) 计算量。** $C\approx6ND=6\times3\times10^7\times10^9=1.8\times10^{17}$ 次浮点运算（不计注意力项；上下文不长时它只多出几个百分点）。
-
-**(c) 时间。** 用计算量除以有效算力：
-
-- CPU：$1.8\times10^{17}/(5\times10^{10})=3.6\times10^6$ 秒，约 1000 小时，也就是六个星期左右；
-- H100：有效算力 $989\times10^{12}\times0.4\approx3.96\times10^{14}$ FLOP/s，$1.8\times10^{17}/3.96\times10^{14}\approx455$ 秒，不到 8 分钟。
-
-两者相差约 8000 倍。这就是 5.1 节说 `gpu-small` 在 CPU 上要以天计、在一块 H100 上却很快的来由。估算只是数量级：实际的利用率（MFU）取决于批大小、内核和数据管道，编译、数据准备和评估的时间也没有算进去。
-""",
-)
-
-answer(
-    "5.1.3",
-    "诗与诗的边界",
-    r"""
-`<bos>` 标出一首诗从哪里开始，换行符标出它在哪里结束。有了这两个标记，模型能学到“开头常写什么”“写满四句或八句之后该换行”，生成时也有了统一的起点（从 `<bos>` 开始写）和停点（写出换行就停）。
-
-随机窗口常常跨过边界：窗口前半截是上一首诗的结尾，后半截是下一首的开头。这带来两点影响，都不严重：
-
-1. 换行之后的 `<bos>` 很好预测，但 `<bos>` 之后的第一个字与上一首诗几乎无关，这个位置的损失高、也学不到多少东西；好在每首诗只有这么一两个位置。
-2. 注意力能看见上一首诗的内容。模型要学会在 `<bos>` 之后基本不理会它——6.11 节的实验表明，`gpt-poetry` 确实主要跟着上一首的**体裁**走（相邻的诗多半同体裁），而不会从上一首里抄字。
-
-这样做的好处是一个词元也不浪费（不需要填充），而且所有窗口长度相同，批处理最简单。评估时则按“每首诗独立打分、从 `<bos>` 开始”的协议计算 bpc（5.4 节），所以跨边界的上下文不会让评估分数占便宜。
-""",
-)
-
-# --------------------------------------------------------------------------- 5.2
-
-
-def _test_lr(fn: Fn) -> int:
-    from llmbook.optim import warmup_cosine
-
-    settings = [
-        (1e-3, 100, 10, 1e-4),
-        (3e-3, 1200, 50, 1e-4),
-        (0.5, 20, 0, 0.0),
-        (2e-4, 30, 5, 2e-4),  # min_lr == lr: a constant rate after warm-up
-    ]
-    n = 0
-    for lr, total, warmup, min_lr in settings:
-        for step in sorted(
-            {0, 1, warmup - 1, warmup, warmup + 1, total // 2, total - 1, total, total + 7}
-        ):
-            if step < 0:
-                continue
-            want = warmup_cosine(step, lr=lr, total_steps=total, warmup_steps=warmup, min_lr=min_lr)
-            case = (
-                f"step={step}, lr={lr}, total_steps={total}, warmup_steps={warmup}, min_lr={min_lr}"
-            )
-            expect_close(fn(step, lr, total, warmup, min_lr), want, case, tol=1e-12)
-            n += 1
-    return n
-
-
-@exercise("5.2.1", "预热加余弦衰减的学习率", test=_test_lr)
-def lr_at(
-    step: int, lr: float, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0
-) -> float:
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-answer(
-    "5.2.2",
-    "权重共享省下多少参数",
-    r"""
-共享的是一个 $V\times C$ 矩阵，省下 $6551\times128=838{,}528$ 个参数。按 5.3 节的计数，这个配置共享后共有 $1{,}642{,}112$ 个参数（词嵌入 838,528，位置嵌入 10,240，4 个块各 198,272，最终层归一化 256）；不共享就是 $2{,}480{,}640$ 个，多出 51%。在小模型上，词嵌入本来就是参数的大头，共享它几乎砍掉三分之一的参数；在几十亿参数的模型里，$V\times C$ 只占很小一部分，共享带来的节省也就不那么重要了（不少大模型并不共享）。
-
-共享之后，这个矩阵的梯度是两部分之和：
-
-1. **作为词嵌入**：只有这一批里出现过的字，对应的那几行得到梯度（查表的反向传播只把梯度加回被查的行）；
-2. **作为输出层**：每个位置的 softmax 覆盖整个字表，所以**每一行**都得到梯度——正确的字被往隐藏状态的方向拉，其余的字被按概率往反方向推。
-
-PyTorch 的自动求导会把两处的梯度自动累加到同一个参数上，训练代码不需要做任何特殊处理。
-""",
-)
-
-answer(
-    "5.2.3",
-    "梯度累积与数据并行为什么等于整批",
-    r"""
-设一个全局批次有 $n$ 个样本，损失是每个样本损失的平均 $L=\frac1n\sum_{i=1}^n \ell_i$。把它平均分成 $k$ 个微批次，每个有 $m=n/k$ 个样本，第 $j$ 个微批次的损失是 $L_j=\frac1m\sum_{i\in j}\ell_i$。梯度是线性的，所以
-
-$$\nabla\Big(\frac1k\sum_{j=1}^k L_j\Big)=\frac1k\sum_{j}\frac1m\sum_{i\in j}\nabla\ell_i=\frac1n\sum_{i=1}^n\nabla\ell_i=\nabla L .$$
-
-训练循环把每个微批次的损失先除以 $k$ 再反传，PyTorch 把各次的梯度累加起来，得到的正是上式左边。
-
-如果最后一个微批次只有 $m'<m$ 个样本，它的损失仍是**自己的**平均，再除以 $k$，于是其中每个样本的权重是 $\frac1{km'}$，大于其他样本的 $\frac1{km}$：小批次里的样本被放大了，梯度不再等于整批平均。正确的做法是按样本（或词元）数加权，例如每个微批次用“损失之和除以全局样本数”。
-
-数据并行是同一件事：$N$ 个进程各算自己那一份的平均梯度，DDP 再对 $N$ 个进程取平均。只要每个进程分到的样本一样多，“平均的平均”就等于整批的平均，所以一步 DDP 与单进程在同一全局批次上的一步结果相同（`tests/test_ddp.py` 检查的正是这一点，误差只来自浮点运算的求和顺序）。
-""",
-)
 
 # --------------------------------------------------------------------------- 5.3
 
@@ -247,6 +112,70 @@ $$\sum_{k=1}^{n}k=\frac{n(n+1)}{2}$$
 5.3 节实测的加速远小于 24 倍，原因是这个模型太小：每一步的耗时主要是固定开销——Python 循环、几十次小算子的调用、采样——而不是“处理了几个位置”。把 48 个位置放进一次矩阵乘法，比只放 1 个位置慢不了多少，因为 CPU 在这么小的矩阵上远没有吃饱。模型越宽、序列越长，每个位置的计算越占主导，实测的加速就越大：`benchmarks/RESULTS.md` 记录的 `bench_gpt.py` 测量（更大的模型、提示 16 个字、生成 256 个字）得到约 8.5 倍，仍远小于位置数之比，但已比本节的两三倍大得多。
 """,
 )
+
+answer(
+    "5.3.4",
+    "第 0 步的损失",
+    r"""
+**(a)** $z_v=\sum_{i=1}^C e_{v,i}h_i$。各项独立、均值为 $\mathbb E[e_{v,i}]\,\mathbb E[h_i]=0$，方差为 $\mathbb E[e_{v,i}^2]\,\mathbb E[h_i^2]=s^2\cdot1$，所以 $\operatorname{Var}z_v=Cs^2$，标准差 $s\sqrt C$。$s=0.02$、$C=128$ 时约为 0.226，5.3 节实测的 logits 标准差就是这个数。（严格说 $h$ 由同一批权重算出，与 $e_v$ 并不完全独立，但在随机初始化时这点相关可以忽略。）
+
+**(b)** 损失 $\mathcal L_0=\log\sum_u e^{z_u}-z_y$。$|V|$ 个 $e^{z_u}$ 之和除以 $|V|$ 是样本均值，字表很大时按大数定律接近 $\mathbb E[e^z]=e^{\sigma^2/2}$，所以 $\log\sum_u e^{z_u}\approx\ln|V|+\sigma^2/2$；再对 $z_y$ 取平均，$\mathbb E[z_y]=0$。近似成立的条件是：$|V|$ 足够大，且 $\sigma$ 不大——$e^z$ 的方差是 $e^{2\sigma^2}-e^{\sigma^2}$，$\sigma$ 一大，和式就被少数几个最大的项主导，样本均值不再接近期望。
+
+**(c)** 词嵌入改为 $\mathcal N(0,1)$ 后，残差流几乎只剩当前字 $x$ 的嵌入 $e_x$（位置嵌入和各层的增量都只有 0.02 的量级），最终层归一化把它缩放为 $h\approx\sqrt C\,e_x/\|e_x\|$。输出层与词嵌入共享，于是
+
+- 当前字自己的得分 $z_x=e_x^\top h\approx\sqrt C\,\|e_x\|\approx\sqrt C\cdot\sqrt C=C=128$；
+- 其余字的得分 $z_u=e_u^\top h$ 是 $C$ 个独立项之和，标准差 $\sqrt C\approx11.3$，$|V|$ 个里最大的约为 $11.3\sqrt{2\ln|V|}\approx47$，远小于 128。
+
+所以 softmax 几乎把全部概率放在当前字上：模型断定“下一个字就是当前字”。正确的下一个字 $y$ 几乎从不等于 $x$，它的得分均值为 0，损失 $\approx z_x-z_y\approx C=128$ 纳特，5.3 节实测的 126 左右正是这样来的。第 (b) 问的近似在这里完全失效：和式被一个项独占，而且 $h$ 与 $e_x$ 强相关，不再独立。
+
+如果输出层不共享、仍按 $\mathcal N(0,0.02^2)$ 初始化，情况就完全不同：最终层归一化把 $h$ 拉回单位尺度，与词嵌入有多大无关，得分的标准差仍是 $0.02\sqrt C$，损失仍约为 $\ln|V|+\sigma^2/2\approx8.81$。可见最终的层归一化让损失对词嵌入的尺度不敏感，出问题的是“大尺度的嵌入”与“共享权重”两者的组合。
+""",
+)
+
+
+def _test_bf16(fn: Fn) -> int:
+    import torch
+
+    from llmbook.book.exercises._common import _gen, _randn
+
+    g = _gen(0)
+    cases = [
+        ("正态随机数", _randn(64, g=g)),
+        ("很大和很小的数", _randn(32, g=g) * torch.logspace(-30, 30, 32)),
+        ("恰好在正中间：1+2⁻⁸ 与 1+3·2⁻⁸", torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)])),
+        ("已经是 bf16 可表示的数", torch.tensor([0.0, 1.0, -2.5, 256.0, 0.0078125])),
+        ("进位到下一个指数", torch.tensor([1.9999999, -3.99999, 255.9])),
+        ("二维张量", _randn(3, 5, g=g, scale=1e3)),
+    ]
+    for name, x in cases:
+        x = x.float()
+        want = x.to(torch.bfloat16).float()
+        got = fn(x.clone())
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseFailure(f"{name}：应返回一个张量，你的函数返回 {got!r:.80}")
+        if got.dtype != torch.float32 or tuple(got.shape) != tuple(x.shape):
+            raise ExerciseFailure(
+                f"{name}：应返回形状为 {tuple(x.shape)} 的 float32 张量，"
+                f"你的函数返回 {got.dtype}、形状 {tuple(got.shape)}"
+            )
+        if not torch.equal(got, want):
+            k = int((got != want).flatten().nonzero()[0])
+            raise ExerciseFailure(
+                f"{name}：输入 {x.flatten()[k].item()!r} 应舍入为 {want.flatten()[k].item()!r}，"
+                f"你的函数给出 {got.flatten()[k].item()!r}"
+            )
+    return len(cases)
+
+
+@exercise("5.3.5", "把 fp32 舍入到 bf16", test=_test_bf16)
+def bf16_round(x: Any) -> Any:
+    import torch
+
+    bits = x.contiguous().view(torch.int32)
+    lsb = (bits >> 16) & 1  # the last bit that bf16 keeps: ties go to the even neighbour
+    rounded = (bits + 0x7FFF + lsb) & -65536  # round the low 16 bits, then clear them
+    return rounded.view(torch.float32)
+
 
 # --------------------------------------------------------------------------- 5.4
 
