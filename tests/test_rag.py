@@ -138,3 +138,23 @@ def test_confidence_is_the_geometric_mean_of_token_probabilities() -> None:
     assert reader.confidence(prompt, text) == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="text is empty"):
         reader.confidence(prompt, "")
+
+
+def test_char_f1() -> None:
+    assert rag.char_f1("２０", "20周年") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert rag.char_f1("２０周年", "20周年") == 1.0
+    assert rag.char_f1("十年", "20周年") == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    assert rag.char_f1("", "20周年") == 0.0
+
+
+def test_copy_decoding_answers_with_a_piece_of_the_passages() -> None:
+    texts = ["问答资料：？\n甲乙丙丁一二三四五六七八九十"]
+    docs = ["甲乙丙丁", "一二三四五"]
+    for seed in range(5):
+        model, tok = tiny_gpt(texts=texts, block_size=48, scale=3.0, seed=seed)
+        reader = rag.Reader(model, tok, max_new_tokens=6)
+        text, packed = reader.read("几？", docs, copy=True)
+        assert text and any(text in p for p in packed.passages)
+    assert rag._continuations([[1, 2, 3, 2, 4]], [2]) == {3, 4}
+    assert rag._continuations([[1, 2], [5]], []) == {1, 2, 5}
+    assert rag._continuations([[1, 2]], [2]) == set()

@@ -8,8 +8,9 @@ The pipeline of :cite:`lewis2020retrieval` in its simplest form:
    budget, with explicit truncation rules;
 3. a *reader* — a GPT fine-tuned on synthetic reading-comprehension data
    (:func:`make_cloze`; the artifact ``rag-reader``) — generates the answer greedily
-   (:class:`Reader`);
-4. :func:`normalize_answer`, :func:`exact_match` and :func:`contains_match` score it.
+   (:class:`Reader`), freely or constrained to copy a piece of the passages;
+4. :func:`normalize_answer`, :func:`exact_match`, :func:`contains_match` and
+   :func:`char_f1` score it.
 
 :func:`answer` runs the whole pipeline for one question.
 
@@ -48,6 +49,7 @@ __all__ = [
     "normalize_answer",
     "exact_match",
     "contains_match",
+    "char_f1",
     "ClozeItem",
     "cloze_candidates",
     "make_cloze",
@@ -175,8 +177,14 @@ class Reader:
         return pack_context(question, passages, self.count_tokens, self.budget, min_piece)
 
     @torch.no_grad()
-    def generate(self, prompt: str) -> str:
-        """The greedy continuation of ``prompt`` up to ``<eos>``/newline (deterministic)."""
+    def generate(self, prompt: str, copy_from: Sequence[str] | None = None) -> str:
+        """The greedy continuation of ``prompt`` up to ``<eos>``/newline (deterministic).
+
+        With ``copy_from`` (the passages) decoding is *constrained to copy*: the first
+        token must occur in a passage, every next one must continue a piece of a passage
+        that the answer so far matches, and the answer may end anywhere after its first
+        token — so the answer is always a substring of some passage.  Among the allowed
+        tokens the model's most probable one is taken."""
         from llmbook.models.kv_cache import KVCache
 
         ids = self.encode(prompt)
@@ -185,13 +193,24 @@ class Reader:
                 f"prompt has {len(ids)} tokens, over the budget of {self.budget}; "
                 "pack it with Reader.pack"
             )
+        sources = [self.tokenizer.encode(p) for p in copy_from or ()]
         self.model.eval()
         cache = KVCache(self.model.config, 1)  # type: ignore[arg-type]
         logits, _ = self.model(torch.tensor([ids]), cache=cache)
         out: list[int] = []
         stop = {self.tokenizer.eos_id, *self._newline}
         for _ in range(self.max_new_tokens):
-            nxt = int(logits[0, -1].argmax())
+            if sources:
+                allowed = _continuations(sources, out) - {self.tokenizer.unk_id}
+                if not allowed:
+                    break
+                if out:
+                    allowed |= stop
+                mask = torch.full_like(logits[0, -1], float("-inf"))
+                mask[sorted(allowed)] = 0.0
+                nxt = int((logits[0, -1] + mask).argmax())
+            else:
+                nxt = int(logits[0, -1].argmax())
             if nxt in stop:
                 break
             out.append(nxt)
@@ -210,10 +229,26 @@ class Reader:
         logp = torch.log_softmax(logits[0, len(ids) - 1 : -1].float(), dim=-1)
         return float(logp.gather(1, torch.tensor(ans)[:, None]).mean().exp())
 
-    def read(self, question: str, passages: Sequence[str] = ()) -> tuple[str, Packed]:
-        """Pack ``passages`` for ``question`` and generate the answer."""
+    def read(
+        self, question: str, passages: Sequence[str] = (), copy: bool = False
+    ) -> tuple[str, Packed]:
+        """Pack ``passages`` for ``question`` and generate the answer (``copy``: constrained
+        to copy from the packed passages; closed-book answers are always free)."""
         packed = self.pack(question, passages)
-        return self.generate(packed.prompt), packed
+        return self.generate(packed.prompt, packed.passages if copy else None), packed
+
+
+def _continuations(sources: Sequence[Sequence[int]], prefix: Sequence[int]) -> set[int]:
+    """Tokens that follow an occurrence of ``prefix`` in any of ``sources`` (all tokens of
+    the sources for an empty prefix)."""
+    if not prefix:
+        return {t for s in sources for t in s}
+    n, first, out = len(prefix), prefix[0], set()
+    for s in sources:
+        for i in range(len(s) - n):
+            if s[i] == first and list(s[i : i + n]) == list(prefix):
+                out.add(s[i + n])
+    return out
 
 
 class Retriever(Protocol):
@@ -236,14 +271,16 @@ def answer(
     *,
     reader: Reader,
     docs: Sequence[str],
+    copy: bool = False,
 ) -> RAGAnswer:
     """Retrieve the top ``k`` of ``docs`` for ``question``, pack them, and read.
 
-    ``retriever=None`` or ``k=0`` answers closed-book (no passages)."""
+    ``retriever=None`` or ``k=0`` answers closed-book (no passages); ``copy`` constrains
+    the answer to a piece of the retrieved passages (:meth:`Reader.generate`)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     ids = retriever.search(question, k) if retriever is not None and k > 0 else []
-    text, packed = reader.read(question, [docs[i] for i in ids])
+    text, packed = reader.read(question, [docs[i] for i in ids], copy=copy)
     return RAGAnswer(text, ids, packed)
 
 
@@ -268,6 +305,19 @@ def contains_match(prediction: str, gold: str) -> bool:
     predictions; the reader's answers are bounded by ``max_new_tokens``."""
     g = normalize_answer(gold)
     return bool(g) and g in normalize_answer(prediction)
+
+
+def char_f1(prediction: str, gold: str) -> float:
+    """F1 of the characters the normalised prediction and gold answer share (as multisets):
+    partial credit for an answer with the right number but without its unit."""
+    from collections import Counter
+
+    p, g = Counter(normalize_answer(prediction)), Counter(normalize_answer(gold))
+    common = sum((p & g).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(p.values()), common / sum(g.values())
+    return 2 * precision * recall / (precision + recall)
 
 
 # --------------------------------------------------------------------------- synthetic data

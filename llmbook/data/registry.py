@@ -257,6 +257,7 @@ SHIPPED_CHECKPOINTS = {
     "sft-poetry-chat": "python -m llmbook.experiments build sft-poetry-chat",
     "gpt-poetry-llama": "python -m llmbook.experiments build gpt-poetry-llama",
     "posttrain-ladder": "python -m llmbook.experiments build posttrain-ladder",
+    "rag-reader": "python -m llmbook.experiments build rag-reader",
 }
 
 

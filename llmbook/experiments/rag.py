@@ -16,7 +16,8 @@
    ``ckpt_every`` steps into ``runs/artifacts/rag-reader/`` for ``--resume``;
 4. ranks the collection for the 60 questions with word BM25 and the contrastive
    ``BagEncoder`` of section 6.4, and answers every question closed-book, from the gold
-   passage and from the top-k passages, writing ``results.json`` and the checkpoint.
+   passage and from the top-k passages — by free greedy decoding and by decoding
+   constrained to copy from the passages — writing ``results.json`` and the checkpoint.
 """
 
 from __future__ import annotations
@@ -80,19 +81,22 @@ def _example(reader: Any, item: Any, distractors: list[str], rng: random.Random)
     return ids, targets
 
 
-def _evaluate_qa(reader: Any, qa: list[Any], contexts: dict[str, list[list[str]]]) -> dict:
+def _evaluate_qa(
+    reader: Any, qa: list[Any], contexts: dict[str, list[list[str]]], copy: bool = False
+) -> dict:
     from llmbook.applications import rag
 
     out = {}
     for name, ctxs in contexts.items():
         rows = []
         for q, passages in zip(qa, ctxs):
-            text, packed = reader.read(q.question, passages)
+            text, packed = reader.read(q.question, passages, copy=copy)
             rows.append(
                 {
                     "answer": text,
                     "em": rag.exact_match(text, q.answer),
                     "contains": rag.contains_match(text, q.answer),
+                    "f1": rag.char_f1(text, q.answer),
                     "n_passages": len(packed.passages),
                     "cut": packed.cut,
                     "n_tokens": packed.n_tokens,
@@ -245,7 +249,20 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     model.eval()
     t1 = time.perf_counter()
     final = _evaluate_qa(reader, qa, contexts)
+    final_copy = _evaluate_qa(reader, qa, contexts, copy=True)
+    base_reader = rag.Reader(lengthen_context(base, block), tok, reader.max_new_tokens)
+    base_copy = _evaluate_qa(
+        base_reader, qa, {n: contexts[n] for n in ("gold", "bm25@3")}, copy=True
+    )
     cloze_final = cloze_accuracy()
+    cloze_copy = float(
+        np.mean(
+            [
+                rag.exact_match(reader.read(c.question, [c.passage], copy=True)[0], c.answer)
+                for c in valid
+            ]
+        )
+    )
     state["curve"].append(
         {
             "step": steps,
@@ -260,6 +277,7 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
             "kind": c.kind,
             "passage": c.passage,
             "prediction": reader.read(c.question, [c.passage])[0],
+            "prediction_copy": reader.read(c.question, [c.passage], copy=True)[0],
         }
         for c in valid[:20]
     ]
@@ -267,6 +285,7 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
         "train_paragraphs": len(train_pool),
         "valid_paragraphs": len(valid_pool),
         "n_cloze_valid": len(valid),
+        "cloze_copy_em": cloze_copy,
         "excluded_qa_paragraphs": len(qa_texts),
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - t1,
@@ -275,6 +294,8 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
         "rankings": ranks,
         "conditions": [list(c) for c in CONDITIONS],
         "answers": final,
+        "answers_copy": final_copy,
+        "base_answers_copy": base_copy,
         "cloze_samples": samples,
     }
     art.output.mkdir(parents=True, exist_ok=True)
@@ -292,6 +313,8 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     for name, rows in final.items():
         metrics[f"em_{name}"] = round(float(np.mean([r["em"] for r in rows])), 4)
         metrics[f"contains_{name}"] = round(float(np.mean([r["contains"] for r in rows])), 4)
+        rows = final_copy[name]
+        metrics[f"em_copy_{name}"] = round(float(np.mean([r["em"] for r in rows])), 4)
     data = (
         f"《人民日报》1998 年 1 月段落（20–{max_passage} 字）自动构造的填空式阅读题：{len(train_pool):,} 段训练，"
         f"按哈希留出 2%（{len(valid_pool)} 段）作验证；问答集 data/eval/qa_zh.jsonl 的 60 个段落"
