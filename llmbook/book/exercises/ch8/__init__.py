@@ -3,7 +3,8 @@
 The checkers compare against the package's own functions — :mod:`llmbook.evaluation.lm`,
 :func:`llmbook.experiments.scaling.fit_loglog`, :mod:`llmbook.training.compute`,
 :func:`llmbook.evaluation.fairness.weat`, :func:`llmbook.evaluation.privacy.exposure`,
-:func:`llmbook.data.quality.jaccard` — or against values computed by hand.
+:func:`llmbook.data.quality.jaccard`, :mod:`llmbook.generation.watermark` — or against values
+computed by hand.
 
 One module per group of sections; importing this package registers them all.
 """
