@@ -96,7 +96,8 @@ def fit_diagnostics(model: Any, cooc: Any, min_x: float = 10.0) -> dict[str, flo
         "min_x": min_x,
         "logx_corr": float(np.corrcoef(pred, np.log(x))[0, 1]),
         "pmi_corr": float(np.corrcoef(dot, pmi)[0, 1]),
-        "bias_corr": float(np.corrcoef(bias, np.log(rows))[0, 1]),
+        # words whose every neighbour fell outside the vocabulary have X_i = 0: left out
+        "bias_corr": float(np.corrcoef(bias[rows > 0], np.log(rows[rows > 0]))[0, 1]),
     }
 
 
