@@ -199,11 +199,12 @@ def build_bert_modern(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     history = ctx.load_state("history.json", [])
     rows: dict[str, Any] = ctx.load_state("rows.json", {}) if ctx.resume else {}
     # the last snapshot first: it matters most; the earlier ones may come from parallel runs
-    runs = [(milestones[-1], "cls"), (milestones[-1], "mean")] + [
-        (m, "cls") for m in milestones[:-1]
-    ]
+    poolings = [str(x) for x in fin.get("last_poolings", ["cls", "mean"])]
+    runs = [(milestones[-1], p) for p in poolings] + [(m, "cls") for m in milestones[:-1]]
     for m, pooling in runs:
         key = f"{m}-{pooling}"
+        if ctx.resume:  # rows that parallel runs of snapshot_row have added meanwhile
+            rows = {**ctx.load_state("rows.json", {}), **rows}
         if key in rows:
             continue
         body = Bert(cfg)
