@@ -10,4 +10,4 @@ advantages) or against values computed by hand.  Every case is a tiny inline exa
 One module per group of sections; importing this package registers them all.
 """
 
-from llmbook.book.exercises.ch6 import s1_4, s5_9, s10_11  # noqa: F401
+from llmbook.book.exercises.ch6 import s1_4, s5_9, s10_11, s12  # noqa: F401
