@@ -8,4 +8,4 @@
 One module per group of sections; importing this package registers them all.
 """
 
-from llmbook.book.exercises.ch2 import s1_5, s6_7  # noqa: F401
+from llmbook.book.exercises.ch2 import s1_5, s6_7, s8  # noqa: F401
