@@ -17,7 +17,8 @@ similarity code, and writes
   ``svd/vectors.npy`` holding :math:`U` and ``svd/singular_values.npy`` :math:`\\Sigma`
   (:func:`load_svd` returns :math:`U\\Sigma^p`), scored for :math:`p=0,\\tfrac12,1`.
 
-The build is short (minutes), so it has no resume state: an interrupted build starts over.
+The build takes about half an hour on one thread and keeps no resume state: an
+interrupted build starts over.
 """
 
 from __future__ import annotations
