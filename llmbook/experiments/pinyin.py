@@ -84,7 +84,10 @@ def build_pinyin(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
         "final_loss": round(per_100[-1], 4),
         "test_exact_match": exact,
     }
-    return {"metrics": metrics, "data": "《人民日报》句子片段与其 pypinyin 拼音，按文本哈希划分（同 6.3 节）。"}
+    return {
+        "metrics": metrics,
+        "data": "《人民日报》句子片段与其 pypinyin 拼音，按文本哈希划分（同 6.3 节）。",
+    }
 
 
 def load_pinyin_run(folder: str | Path | None = None) -> Seq2SeqRun:
