@@ -59,3 +59,8 @@ __all__ = [
 from llmbook.models.gpt import GPT, GPTConfig  # noqa: E402
 
 __all__ += ["GPT", "GPTConfig"]
+
+# --- section 3.5: a BERT-style encoder (masked LM) ---------------------------------------
+from llmbook.models.bert import Bert, BertClassifier, BertConfig  # noqa: E402
+
+__all__ += ["Bert", "BertConfig", "BertClassifier"]
