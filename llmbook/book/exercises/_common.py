@@ -13,6 +13,16 @@ from llmbook.book.exercises import ExerciseFailure
 Fn = Callable[..., Any]
 
 
+def _expect_raises(
+    fn: Callable[..., Any], args: tuple[Any, ...], err: type[Exception], case: str
+) -> None:
+    try:
+        got = fn(*args)
+    except err:
+        return
+    raise ExerciseFailure(f"{case}：应抛出 {err.__name__}，你的函数返回 {got!r}")
+
+
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

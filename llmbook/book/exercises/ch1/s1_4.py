@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from llmbook.book.exercises import ExerciseFailure, answer, exercise, expect, expect_close
+from llmbook.book.exercises._common import _expect_raises
 
 _POEMS = ["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡", "明月几时有", "把酒问青天"]
 
@@ -25,16 +26,6 @@ def _expect_inf(got: Any, case: str, sign: int = 1) -> None:
     if not ok:
         want = "float('inf')" if sign > 0 else "float('-inf')"
         raise ExerciseFailure(f"{case}：应为 {want}，你的函数返回 {got!r}")
-
-
-def _expect_raises(
-    fn: Callable[..., Any], args: tuple[Any, ...], err: type[Exception], case: str
-) -> None:
-    try:
-        got = fn(*args)
-    except err:
-        return
-    raise ExerciseFailure(f"{case}：应抛出 {err.__name__}，你的函数返回 {got!r}")
 
 
 # ---------------------------------------------------------------------- 1.1 问题的由来

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from llmbook.book.exercises import ExerciseFailure
-
-
-def _expect_raises(
-    fn: Callable[..., Any], args: tuple[Any, ...], err: type[Exception], case: str
-) -> None:
-    try:
-        got = fn(*args)
-    except err:
-        return
-    raise ExerciseFailure(f"{case}：应抛出 {err.__name__}，你的函数返回 {got!r}")
+from llmbook.book.exercises._common import _expect_raises  # noqa: F401
 
 
 def _pair(got: Any, case: str, what: str) -> tuple[Any, Any]:
