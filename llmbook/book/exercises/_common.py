@@ -48,3 +48,14 @@ def _tensor_close(
     if not torch.allclose(g, w, atol=atol, rtol=rtol):
         diff = (g - w).abs().max().item()
         raise ExerciseFailure(f"{case}：结果与参考值不一致，最大相差 {diff:.3g}")
+
+
+def _unroll_like_torch(fn: Fn, ref: torch.nn.RNNBase, xs: Tensor) -> None:
+    """Unroll the reader's one-step ``fn`` with ``ref``'s weights; every step must equal ``ref``."""
+    name = f"torch.nn.{type(ref).__name__}"
+    with torch.no_grad():
+        out, _ = ref(xs)
+        h = torch.zeros(xs.shape[0], ref.hidden_size)
+        for t in range(xs.shape[1]):
+            h = fn(xs[:, t], h, ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)
+            _tensor_close(h, out[:, t], f"与 {name} 比较，第 {t + 1} 步")

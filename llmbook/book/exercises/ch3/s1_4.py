@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from llmbook.book.exercises import ExerciseFailure, answer, exercise, expect
-from llmbook.book.exercises._common import Fn, _gen, _randn, _tensor_close  # noqa: F401
+from llmbook.book.exercises._common import (  # noqa: F401
+    Fn,
+    _gen,
+    _randn,
+    _tensor_close,
+    _unroll_like_torch,
+)
 
 # ------------------------------------------------------------------------ helpers
 
@@ -44,14 +50,7 @@ def _test_rnn_step(fn: Fn) -> int:
         n += 1
     # 用同一组权重逐步展开 6 步，应与 torch.nn.RNN 的输出一致
     torch.manual_seed(0)
-    ref = torch.nn.RNN(3, 5, batch_first=True)
-    xs = _randn(2, 6, 3, g=g)
-    with torch.no_grad():
-        out, _ = ref(xs)
-        h = torch.zeros(2, 5)
-        for t in range(6):
-            h = fn(xs[:, t], h, ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)
-            _tensor_close(h, out[:, t], f"与 torch.nn.RNN 比较，第 {t + 1} 步")
+    _unroll_like_torch(fn, torch.nn.RNN(3, 5, batch_first=True), _randn(2, 6, 3, g=g))
     return n + 1
 
 

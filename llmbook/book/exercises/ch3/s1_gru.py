@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from llmbook.book.exercises import answer, exercise
-from llmbook.book.exercises._common import Fn, _gen, _randn, _tensor_close
+from llmbook.book.exercises._common import Fn, _gen, _randn, _tensor_close, _unroll_like_torch
 
 
 def _test_gru_step(fn: Fn) -> int:
@@ -35,14 +35,7 @@ def _test_gru_step(fn: Fn) -> int:
         n += 1
     # 用 torch.nn.GRU 的权重逐步展开 5 步，应与它的输出一致
     torch.manual_seed(3)
-    ref = torch.nn.GRU(3, 4, batch_first=True)
-    xs = _randn(2, 5, 3, g=g)
-    with torch.no_grad():
-        out, _ = ref(xs)
-        h = torch.zeros(2, 4)
-        for t in range(5):
-            h = fn(xs[:, t], h, ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)
-            _tensor_close(h, out[:, t], f"与 torch.nn.GRU 比较，第 {t + 1} 步")
+    _unroll_like_torch(fn, torch.nn.GRU(3, 4, batch_first=True), _randn(2, 5, 3, g=g))
     return n + 1
 
 
