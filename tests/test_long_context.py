@@ -37,14 +37,13 @@ def test_extended_rope_model_matches_the_original_inside_the_trained_length() ->
 
 def test_position_interpolation_scales_the_angles() -> None:
     cos, sin = rope_tables(8, 32)
-    torch.testing.assert_close(lc.scaled_rope_tables(8, 32), (cos, sin))
-    cos_h, sin_h = lc.scaled_rope_tables(8, 64, scale=0.5)
+    cos_h, sin_h = rope_tables(8, 64, scale=0.5)
     torch.testing.assert_close(cos_h[0::2], cos)  # position 2m is rotated like m
     torch.testing.assert_close(sin_h[0::2], sin)
     ext = lc.extend_context(_rope(), 64, interpolate=True)
-    torch.testing.assert_close(ext.rope_cos, lc.scaled_rope_tables(8, 64, scale=16 / 64)[0])
+    torch.testing.assert_close(ext.rope_cos, rope_tables(8, 64, scale=16 / 64)[0])
     with pytest.raises(ValueError, match="scale"):
-        lc.scaled_rope_tables(8, 16, scale=2.0)
+        rope_tables(8, 16, scale=2.0)
 
 
 def test_nll_by_position_averages_to_the_model_loss() -> None:

@@ -158,3 +158,13 @@ def test_copy_decoding_answers_with_a_piece_of_the_passages() -> None:
     assert rag._continuations([[1, 2, 3, 2, 4]], [2]) == {3, 4}
     assert rag._continuations([[1, 2], [5]], []) == {1, 2, 5}
     assert rag._continuations([[1, 2]], [2]) == set()
+
+
+def test_condition_contexts_closed_gold_and_ranked():
+    gold, docs = ["g0", "g1"], ["d0", "d1", "d2"]
+    ranks = {"bm25": [[2, 0, 1], [1, 2, 0]]}
+    assert rag.condition_contexts(None, 3, gold, docs, ranks) == [[], []]
+    assert rag.condition_contexts("gold", 3, gold, docs, ranks) == [["g0"], ["g1"]]
+    assert rag.condition_contexts("bm25", 2, gold, docs, ranks) == [["d2", "d0"], ["d1", "d2"]]
+    with pytest.raises(KeyError, match="dense"):
+        rag.condition_contexts("dense", 1, gold, docs, ranks)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ __all__ = [
     "Reader",
     "RAGAnswer",
     "answer",
+    "condition_contexts",
     "normalize_answer",
     "exact_match",
     "contains_match",
@@ -185,8 +186,6 @@ class Reader:
         that the answer so far matches, and the answer may end anywhere after its first
         token — so the answer is always a substring of some passage.  Among the allowed
         tokens the model's most probable one is taken."""
-        from llmbook.models.kv_cache import KVCache
-
         ids = self.encode(prompt)
         if len(ids) > self.budget:
             raise ValueError(
@@ -195,8 +194,9 @@ class Reader:
             )
         sources = [self.tokenizer.encode(p) for p in copy_from or ()]
         self.model.eval()
-        cache = KVCache(self.model.config, 1)  # type: ignore[arg-type]
-        logits, _ = self.model(torch.tensor([ids]), cache=cache)
+        device = next(self.model.parameters()).device
+        cache = self.model.new_cache(1)  # type: ignore[operator]
+        logits, _ = self.model(torch.tensor([ids], device=device), cache=cache)
         out: list[int] = []
         stop = {self.tokenizer.eos_id, *self._newline}
         for _ in range(self.max_new_tokens):
@@ -214,7 +214,7 @@ class Reader:
             if nxt in stop:
                 break
             out.append(nxt)
-            logits, _ = self.model(torch.tensor([[nxt]]), cache=cache)
+            logits, _ = self.model(torch.tensor([[nxt]], device=device), cache=cache)
         return str(self.tokenizer.decode(out))
 
     @torch.no_grad()
@@ -225,9 +225,10 @@ class Reader:
         if not ans:
             raise ValueError("text is empty; give the answer whose confidence is wanted")
         self.model.eval()
-        logits, _ = self.model(torch.tensor([ids + ans]))
+        device = next(self.model.parameters()).device
+        logits, _ = self.model(torch.tensor([ids + ans], device=device))
         logp = torch.log_softmax(logits[0, len(ids) - 1 : -1].float(), dim=-1)
-        return float(logp.gather(1, torch.tensor(ans)[:, None]).mean().exp())
+        return float(logp.gather(1, torch.tensor(ans, device=device)[:, None]).mean().exp())
 
     def read(
         self, question: str, passages: Sequence[str] = (), copy: bool = False
@@ -285,6 +286,27 @@ def answer(
 
 
 # --------------------------------------------------------------------------- scoring
+
+
+def condition_contexts(
+    which: str | None,
+    k: int,
+    gold_passages: Sequence[str],
+    docs: Sequence[str],
+    rankings: Mapping[str, Any],
+) -> list[list[str]]:
+    """The passages each question gets under one evaluation condition.
+
+    ``which=None`` is closed-book (no passages), ``"gold"`` gives each question its own
+    ``gold_passages[i]``, and any other name takes the top ``k`` of ``rankings[which]``
+    (one ranked list of indices into ``docs`` per question)."""
+    if which is None:
+        return [[] for _ in gold_passages]
+    if which == "gold":
+        return [[p] for p in gold_passages]
+    if which not in rankings:
+        raise KeyError(f"no ranking named {which!r}; have {sorted(rankings)}")
+    return [[docs[i] for i in r[:k]] for r in rankings[which]]
 
 
 def normalize_answer(text: str) -> str:

@@ -258,6 +258,8 @@ SHIPPED_CHECKPOINTS = {
     "gpt-poetry-llama": "python -m llmbook.experiments build gpt-poetry-llama",
     "posttrain-ladder": "python -m llmbook.experiments build posttrain-ladder",
     "rag-reader": "python -m llmbook.experiments build rag-reader",
+    "bert-modern": "python -m llmbook.experiments build bert-modern",
+    "ch3-pinyin-seq2seq": "python -m llmbook.experiments build ch3-pinyin-seq2seq",
 }
 
 
@@ -280,5 +282,6 @@ def shipped_checkpoint(name: str = "gpt-poetry") -> Path:
             f"the shipped checkpoint data/{prefix} is not in data/MANIFEST.sha256; "
             f"rebuild it with `{SHIPPED_CHECKPOINTS[name]}` and run `make manifest`"
         )
-    paths = [data_path(n) for n in names]
-    return paths[0].parent
+    paths = [data_path(n) for n in names]  # each verified against the manifest
+    # the checkpoint's own folder, also when its files sit in a subfolder (e.g. model/)
+    return paths[0].parents[len(Path(names[0]).parts) - 3]

@@ -32,12 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from llmbook.interfaces import Tokenizer
+from llmbook.models.modern import rope_tables
 
 __all__ = [
     "long_sequences",
     "nll_by_position",
     "extend_context",
-    "scaled_rope_tables",
     "sliding_nll_by_position",
     "kv_cache_bytes_per_token",
 ]
@@ -82,34 +82,16 @@ def nll_by_position(model: torch.nn.Module, seqs: Tensor, batch_size: int = 16) 
     """
     _check_seqs(seqs)
     model.eval()
-    total = torch.zeros(seqs.size(1) - 1)
+    device = next(model.parameters()).device
+    total = torch.zeros(seqs.size(1) - 1, device=device)
     for b in range(0, seqs.size(0), batch_size):
-        chunk = seqs[b : b + batch_size]
+        chunk = seqs[b : b + batch_size].to(device)
         logits = model(chunk[:, :-1])[0]
         nll = F.cross_entropy(
             logits.float().transpose(1, 2), chunk[:, 1:], reduction="none"
         )  # [B, T]
         total += nll.sum(0)
-    return total / seqs.size(0)
-
-
-def scaled_rope_tables(
-    head_dim: int, max_len: int, theta: float = 10000.0, scale: float = 1.0
-) -> tuple[Tensor, Tensor]:
-    """RoPE ``cos, sin`` tables ``[max_len, head_dim]`` for positions ``m · scale``.
-
-    ``scale = 1`` gives :func:`llmbook.models.modern.rope_tables`; position
-    interpolation uses ``scale = L_train / max_len``, so the largest angle equals the
-    largest one seen in training.
-    """
-    if head_dim % 2:
-        raise ValueError(f"RoPE needs an even head size, got {head_dim}")
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale}")
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
-    angle = (torch.arange(max_len, dtype=torch.float32) * scale)[:, None] * inv_freq[None, :]
-    angle = torch.cat([angle, angle], dim=-1)
-    return angle.cos(), angle.sin()
+    return total.cpu() / seqs.size(0)
 
 
 def extend_context(
@@ -140,7 +122,7 @@ def extend_context(
     scale = cfg.block_size / new_len if interpolate else 1.0
     out = copy.deepcopy(model)
     out.config = replace(cfg, block_size=new_len)
-    cos, sin = scaled_rope_tables(cfg.head_dim, new_len, cfg.rope_theta, scale)
+    cos, sin = rope_tables(cfg.head_dim, new_len, cfg.rope_theta, scale)
     device = next(model.parameters()).device
     out.rope_cos, out.rope_sin = cos.to(device), sin.to(device)
     return out

@@ -105,6 +105,7 @@ def fit_diagnostics(model: Any, cooc: Any, min_x: float = 10.0) -> dict[str, flo
 @builder("glove")
 def build_glove(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     from llmbook.evaluation.wordvec import evaluate_analogies, evaluate_similarity
+    from llmbook.experiments.wordvec import evaluate_embeddings
     from llmbook.text import embeddings, glove
 
     cfg = art.config
@@ -144,19 +145,12 @@ def build_glove(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     train_seconds = res.seconds - eval_seconds  # on_epoch runs inside the timed loop
     emb = res.embeddings
     emb.save(art.output / "glove", dtype=export.get("dtype", "float16"))
-    a, s = evaluate_analogies(emb), evaluate_similarity(emb)
+    scores = evaluate_embeddings(emb)  # the same evaluation as the word2vec artifact
     summary: dict[str, Any] = {
         "cooccurrence": {**cooc_kw, "words": len(cooc), "nnz": cooc.nnz, "seconds": cooc_seconds},
         "train": train_kw,
         "train_seconds": train_seconds,
-        "vocab": len(emb),
-        "analogy_accuracy": a.accuracy,
-        "analogy_coverage": a.coverage,
-        "analogy_correct": a.correct,
-        "analogy_total": a.total,
-        "analogy_by_category": {c: list(v) for c, v in a.by_category.items()},
-        "similarity_spearman": s.spearman,
-        "similarity_coverage": s.coverage,
+        **scores,
         "fit": fit_diagnostics(res.model, cooc),
     }
     if svd_kw is not None:
@@ -175,8 +169,8 @@ def build_glove(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     metrics = {
         "corpus_tokens": n_tokens,
         "nnz": cooc.nnz,
-        "analogy_accuracy": a.accuracy,
-        "similarity_spearman": s.spearman,
+        "analogy_accuracy": scores["analogy_accuracy"],
+        "similarity_spearman": scores["similarity_spearman"],
         "train_seconds": train_seconds,
         "cooccurrence_seconds": cooc_seconds,
         **metrics_svd,

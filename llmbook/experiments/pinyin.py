@@ -97,20 +97,11 @@ def load_pinyin_run(folder: str | Path | None = None) -> Seq2SeqRun:
     ``data/MANIFEST.sha256`` (and downloaded on Colab) by
     :func:`llmbook.data.registry.data_path`.
     """
-    from llmbook.data.registry import data_path, read_manifest
+    from llmbook.data.registry import shipped_checkpoint
     from llmbook.training.checkpoint import load_checkpoint
 
     if folder is None:
-        prefix = ARTIFACT_DIR.removeprefix("data/") + "/"
-        names = [n for n in read_manifest() if n.startswith(prefix)]
-        if not names:
-            raise FileNotFoundError(
-                f"{ARTIFACT_DIR} is not in data/MANIFEST.sha256: build it with "
-                "`python -m llmbook.experiments build ch3-pinyin-seq2seq`"
-            )
-        for name in names:
-            data_path(name)
-        path = data_path(prefix + "target_tokenizer.json").parent
+        path = shipped_checkpoint("ch3-pinyin-seq2seq")
     else:
         path = Path(folder)
     if not (path / "model").is_dir():

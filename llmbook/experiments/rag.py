@@ -165,14 +165,11 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0,
         }
         ctx.save_state("rankings.json", ranks)
-    contexts: dict[str, list[list[str]]] = {}
-    for name, which, k in CONDITIONS:
-        if which is None:
-            contexts[name] = [[] for _ in qa]
-        elif which == "gold":
-            contexts[name] = [[q.passage] for q in qa]
-        else:
-            contexts[name] = [[docs[i] for i in r[:k]] for r in ranks[which]]
+    gold_passages = [q.passage for q in qa]
+    contexts = {
+        name: rag.condition_contexts(which, k, gold_passages, docs, ranks)
+        for name, which, k in CONDITIONS
+    }
 
     def cloze_accuracy() -> float:
         return float(
@@ -185,10 +182,11 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     state = ctx.load_state("progress.json", {"step": 0, "losses": [], "curve": [], "seconds": 0.0})
     if ctx.resume and state["step"] > 0 and (ctx.run_dir / "train.pt").exists():
-        saved = torch.load(ctx.run_dir / "train.pt", weights_only=False)
+        saved = torch.load(ctx.run_dir / "train.pt", weights_only=True)  # never unpickles code
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
-        rng = saved["rng"]
+        rng = random.Random()
+        rng.setstate(saved["rng_state"])
         ctx.log(f"{art.name}: resuming at step {state['step']}")
     else:
         state = {"step": 0, "losses": [], "curve": [], "seconds": 0.0}
@@ -239,7 +237,7 @@ def build_rag_reader(art: Artifact, ctx: BuildContext) -> dict[str, Any]:
             state["seconds"] = time.perf_counter() - t0
             ctx.run_dir.mkdir(parents=True, exist_ok=True)
             torch.save(
-                {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng},
+                {"model": model.state_dict(), "opt": opt.state_dict(), "rng_state": rng.getstate()},
                 ctx.run_dir / "train.pt",
             )
             ctx.save_state("progress.json", state)

@@ -129,4 +129,5 @@ def z_score(green: int, total: int, gamma: float = 0.25) -> float:
 
 def detect(ids: Sequence[int], vocab_size: int, gamma: float = 0.25, key: int = 42) -> float:
     """The watermark's :func:`z_score` of a token sequence (needs only the key, not the model)."""
-    return z_score(*count_green(ids, vocab_size, gamma, key), gamma)
+    share = round(gamma * vocab_size) / vocab_size  # the green list's actual share
+    return z_score(*count_green(ids, vocab_size, gamma, key), share)

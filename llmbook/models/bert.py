@@ -24,7 +24,6 @@ Shapes: ``B`` batch, ``T`` time (tokens), ``C = n_embd``, ``H = n_head``, ``D = 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,6 +31,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llmbook.models.attention import attention
+from llmbook.utils import count_parameters
 
 __all__ = [
     "BertConfig",
@@ -92,6 +94,12 @@ class BertConfig:
             if value >= self.vocab_size:
                 raise ValueError(
                     f"BertConfig.{name} = {value} is not below vocab_size {self.vocab_size}"
+                )
+        for name, value in (("pad_id", self.pad_id), ("cls_id", self.cls_id)):
+            if value >= self.n_special:
+                raise ValueError(
+                    f"BertConfig.{name} = {value} must be a special id (below n_special ="
+                    f" {self.n_special}), or masking could pick it"
                 )
         if self.n_special + 1 >= self.vocab_size:
             raise ValueError("BertConfig needs ordinary tokens besides the special ones")
@@ -178,12 +186,8 @@ class BidirectionalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
         mask = None if attention_mask is None else attention_mask[:, None, None, :]  # [B,1,1,T]
         if weights is not None:  # the same attention, spelled out, to keep its weights
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(D)  # [B, H, T, T]
-            if mask is not None:
-                att = att.masked_fill(~mask, float("-inf"))
-            att = att.softmax(dim=-1)
+            y, att = attention(q, k, v, mask=mask)  # att: [B, H, T, T]
             weights.append(att)
-            y = att @ v
         else:
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -265,7 +269,9 @@ class Bert(nn.Module):
                 raise ValueError(
                     f"{name} must have idx's shape {tuple(idx.shape)}, got {tuple(t.shape)}"
                 )
-        if segment_ids is not None and (self.wse is None or int(segment_ids.max()) >= c.n_segments):
+        if segment_ids is not None and (
+            self.wse is None or int(segment_ids.min()) < 0 or int(segment_ids.max()) >= c.n_segments
+        ):
             raise ValueError(f"segment ids must lie in [0, {c.n_segments}) (n_segments)")
 
     def hidden_states(
@@ -322,7 +328,7 @@ class Bert(nn.Module):
 
     def num_parameters(self) -> int:
         """Number of parameters (the tied output matrix is ``wte`` itself, counted once)."""
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def extra_repr(self) -> str:
         return f"parameters={self.num_parameters():,}"

@@ -95,16 +95,22 @@ class SwiGLU(nn.Module):
 
 
 # ---------------------------------------------------------------------------- RoPE
-def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+def rope_tables(
+    head_dim: int, max_len: int, theta: float = 10000.0, scale: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """``cos`` and ``sin`` of the RoPE angles, each ``[max_len, head_dim]``.
 
     Column ``j`` belongs to pair ``j mod D/2``: both halves of a row hold the same
-    ``D/2`` angles :math:`m\\,\\theta_i`.
+    ``D/2`` angles :math:`m\\,\\theta_i`.  ``scale < 1`` rotates position ``m`` as if it
+    were ``m · scale`` (position interpolation: ``scale = L_train / max_len``).
     """
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head size, got {head_dim}")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
-    angle = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # [L, D/2]
+    position = torch.arange(max_len, dtype=torch.float32) * scale
+    angle = position[:, None] * inv_freq[None, :]  # [L, D/2]
     angle = torch.cat([angle, angle], dim=-1)  # [L, D]
     return angle.cos(), angle.sin()
 

@@ -359,7 +359,9 @@ def train_glove(
     ``numpy.random.default_rng(seed)``, ``batch_size`` entries per step; with the same
     seed and ``num_threads`` the result is identical bit for bit.  ``on_epoch(epoch,
     model)`` is called after each epoch (e.g. to evaluate).  Defaults follow the paper
-    (:math:`x_{\\max}=100`, :math:`\\alpha=3/4`, learning rate 0.05).
+    (:math:`x_{\\max}=100`, :math:`\\alpha=3/4`, learning rate 0.05), except that
+    AdaGrad's accumulator starts near 0 (``accumulator_init``) where the reference code
+    starts it at 1 (at 1 the first epochs barely move on this corpus).
     """
     if not isinstance(cooc, Cooccurrence):
         raise TypeError(
@@ -369,6 +371,12 @@ def train_glove(
         _positive_int(name, v)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not accumulator_init > 0:
+        raise ValueError(
+            f"accumulator_init must be > 0 (AdaGrad divides by its square root), "
+            f"got {accumulator_init!r}"
+        )
+    _positive_int("num_threads", num_threads)
     if cooc.nnz == 0:
         raise ValueError(
             "the co-occurrence matrix is empty: no two vocabulary words share a window"

@@ -82,7 +82,7 @@ def fill_mask(
             ids.append(model.config.mask_token)
     was = model.training
     model.eval()
-    logits, _ = model(torch.tensor([ids]))
+    logits, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
     model.train(was)
     out = []
     for s in slots:
