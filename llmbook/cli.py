@@ -316,10 +316,7 @@ def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
     from llmbook.training.checkpoint import load_checkpoint
 
     if path in SHIPPED_CHECKPOINTS:
-        folder = shipped_checkpoint(path)
-        if not (folder / "checkpoint.json").is_file():  # an artifact with its model in model/
-            folder = folder / "model"
-        return load_checkpoint(folder)
+        return load_checkpoint(shipped_checkpoint(path))
     return load_checkpoint(path)
 
 
